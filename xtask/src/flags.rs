@@ -14,6 +14,8 @@ pub(crate) struct Xtask {
 pub(crate) enum Task {
     /// Generate Rust from `proto/` into `sdk/src/proto/` (committed code).
     Gen(Gen),
+    /// Measure tasks side by side with their Go/other-tool equivalents and print ratios.
+    Bench(Bench),
 }
 
 #[derive(Debug, Args)]
@@ -22,4 +24,24 @@ pub(crate) struct Gen {
     /// writing.
     #[arg(long)]
     pub(crate) check: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Bench {
+    /// Which benchmark to run.
+    #[command(subcommand)]
+    pub(crate) which: BenchWhich,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchWhich {
+    /// `cargo xtask gen` and `gen --check` against protoc + protoc-gen-go + protoc-gen-go-grpc.
+    Gen(BenchGen),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchGen {
+    /// Runs of each command (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) runs: usize,
 }
