@@ -121,7 +121,10 @@ fn proto_error(tree: &ProtoTree, err: &protox::Error) -> Error {
     };
     let mut message = err.to_string();
     if let Some(help) = err.help() {
-        message = format!("{message} ({help})");
+        message = format!(
+            "{message} (help: {})",
+            help.to_string().trim_end_matches('.')
+        );
     }
     Error::proto(location, message)
 }

@@ -113,6 +113,7 @@ const SERVICE_METHOD: i32 = 2;
 /// Builds the model, requiring that every service has exactly one role and every manifest entry
 /// names a service of the tree.
 pub(crate) fn build(fds: &FileDescriptorSet, manifest: &Manifest) -> Result<Model, Error> {
+    check_entries_exist(fds, manifest)?;
     let mut packages: BTreeMap<String, Package> = BTreeMap::new();
     for file in &fds.file {
         let package = packages
@@ -164,22 +165,47 @@ pub(crate) fn build(fds: &FileDescriptorSet, manifest: &Manifest) -> Result<Mode
             });
         }
     }
-    let model = Model {
+    Ok(Model {
         packages: packages.into_values().collect(),
+    })
+}
+
+/// Every manifest entry must name a service of the tree. Checked before missing roles, so a
+/// misspelt name is reported as itself, with the services still lacking a role as a hint.
+fn check_entries_exist(fds: &FileDescriptorSet, manifest: &Manifest) -> Result<(), Error> {
+    let defined: Vec<String> = fds
+        .file
+        .iter()
+        .flat_map(|file| {
+            file.service
+                .iter()
+                .map(|service| qualify(file.package(), service.name()))
+        })
+        .collect();
+    let Some(unknown) = manifest
+        .entries
+        .iter()
+        .find(|entry| !defined.contains(&entry.service))
+    else {
+        return Ok(());
     };
-    for entry in &manifest.entries {
-        if model.service(&entry.service).is_none() {
-            return Err(Error::manifest(
-                manifest.location(&entry.span),
-                format!(
-                    "[[{}]] names service `{}`, which no .proto file of the tree defines",
-                    entry.role.section(),
-                    entry.service
-                ),
-            ));
-        }
-    }
-    Ok(model)
+    let unassigned: Vec<&str> = defined
+        .iter()
+        .filter(|name| !manifest.entries.iter().any(|entry| &entry.service == *name))
+        .map(String::as_str)
+        .collect();
+    let hint = match unassigned.as_slice() {
+        [] => String::new(),
+        names => format!(" (services without a role: {})", names.join(", ")),
+    };
+    Err(Error::manifest(
+        manifest.location(&unknown.span),
+        format!(
+            "[[{}]] names service `{}`, which no .proto file of the tree defines{hint}",
+            unknown.role.section(),
+            unknown.service
+        ),
+    ))
 }
 
 fn qualify(package: &str, name: &str) -> String {

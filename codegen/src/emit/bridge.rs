@@ -76,6 +76,8 @@ pub(crate) fn emit(config: &Config, sdk: &syn::Path, service: &Service) -> Token
         let module = format_ident!("{}", names::server_module(&service.name));
         let server = format_ident!("{}Server", service_type);
         quote! {
+            // Unused helpers are fine in a binary that includes the generated code privately.
+            #[allow(dead_code)]
             impl #bridge {
                 /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
                 pub fn server<T: #module::#service_type>(implementation: T) -> #module::#server<T> {
@@ -104,6 +106,7 @@ pub(crate) fn emit(config: &Config, sdk: &syn::Path, service: &Service) -> Token
     quote! {
         #[doc = #doc]
         #[derive(Debug, Clone, Copy, Default)]
+        #[allow(dead_code)]
         pub struct #bridge;
 
         impl #cg::ServiceBridge for #bridge {

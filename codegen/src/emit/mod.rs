@@ -132,6 +132,15 @@ pub(crate) fn format_tokens(path: &str, tokens: proc_macro2::TokenStream) -> Res
     Ok(prettyplease::unparse(&file))
 }
 
+/// prost maps wrapper well-known types (`google.protobuf.UInt32Value`…) to bare primitives, which
+/// tonic-prost-build then prefixes with `super::`; an absolute path keeps them intact.
+fn absolute_primitive(rust_type: &mut String) {
+    const PRIMITIVES: [&str; 7] = ["bool", "f32", "f64", "i32", "i64", "u32", "u64"];
+    if PRIMITIVES.contains(&rust_type.as_str()) {
+        *rust_type = format!("::core::primitive::{rust_type}");
+    }
+}
+
 /// tonic's service generator, followed by our bridge for each service.
 struct BridgeGenerator {
     tonic: Box<dyn prost_build::ServiceGenerator>,
@@ -141,7 +150,11 @@ struct BridgeGenerator {
 }
 
 impl prost_build::ServiceGenerator for BridgeGenerator {
-    fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
+    fn generate(&mut self, mut service: prost_build::Service, buf: &mut String) {
+        for method in &mut service.methods {
+            absolute_primitive(&mut method.input_type);
+            absolute_primitive(&mut method.output_type);
+        }
         let full_name = format!("{}.{}", service.package, service.proto_name);
         let model = self
             .services

@@ -49,10 +49,8 @@ pub(crate) fn emit(
             pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(#DESCRIPTOR_SET_FILE);
         }
     });
+    // No inner attributes: the file must work both as a module file and through `include!`.
     quote! {
-        //! Rust code generated from the proto tree: one module per proto package, with prost
-        //! messages, tonic clients and servers, and a bridge type per service.
-
         #modules
 
         /// Every service of the tree with its role, sorted by full gRPC name.

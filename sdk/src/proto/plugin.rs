@@ -67,6 +67,7 @@ impl ::prost::Name for ConnInfo {
 }
 /// Wires `plugin.GRPCBroker` (private protocol plumbing) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct GrpcBrokerBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for GrpcBrokerBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -87,6 +88,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for GrpcBrokerBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl GrpcBrokerBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: grpc_broker_server::GrpcBroker>(
@@ -446,6 +448,7 @@ impl ::prost::Name for Empty {
 }
 /// Wires `plugin.GRPCController` (private protocol plumbing) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct GrpcControllerBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for GrpcControllerBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -466,6 +469,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for GrpcControllerBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl GrpcControllerBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: grpc_controller_server::GrpcController>(
@@ -861,6 +865,7 @@ impl ::prost::Name for StdioData {
 }
 /// Wires `plugin.GRPCStdio` (private protocol plumbing) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct GrpcStdioBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for GrpcStdioBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -881,6 +886,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for GrpcStdioBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl GrpcStdioBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: grpc_stdio_server::GrpcStdio>(

@@ -140,6 +140,7 @@ impl ::prost::Name for Label {
 }
 /// Wires `spire.hostservice.common.metrics.v1.Metrics` (a host service, dialled by plugins through the broker) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct MetricsBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for MetricsBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -158,6 +159,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for MetricsBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl MetricsBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: metrics_server::Metrics>(

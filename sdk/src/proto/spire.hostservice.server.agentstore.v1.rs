@@ -54,6 +54,7 @@ impl ::prost::Name for AgentInfo {
 }
 /// Wires `spire.hostservice.server.agentstore.v1.AgentStore` (a host service, dialled by plugins through the broker) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct AgentStoreBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for AgentStoreBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -74,6 +75,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for AgentStoreBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl AgentStoreBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: agent_store_server::AgentStore>(

@@ -59,6 +59,7 @@ impl ::prost::Name for X509Identity {
 }
 /// Wires `spire.hostservice.server.identityprovider.v1.IdentityProvider` (a host service, dialled by plugins through the broker) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct IdentityProviderBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for IdentityProviderBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -79,6 +80,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for IdentityProviderBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl IdentityProviderBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: identity_provider_server::IdentityProvider>(

@@ -53,6 +53,7 @@ impl ::prost::Name for PayloadOrChallengeResponse {
 }
 /// Wires `spire.plugin.agent.nodeattestor.v1.NodeAttestor` (plugin type `agent/NodeAttestor`) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct NodeAttestorBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for NodeAttestorBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -73,6 +74,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for NodeAttestorBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl NodeAttestorBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: node_attestor_server::NodeAttestor>(

@@ -109,6 +109,7 @@ impl ::prost::Name for X509svid {
 }
 /// Wires `spire.plugin.agent.svidstore.v1.SVIDStore` (plugin type `agent/SVIDStore`) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct SvidStoreBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for SvidStoreBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -129,6 +130,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for SvidStoreBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl SvidStoreBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: svid_store_server::SvidStore>(

@@ -77,6 +77,7 @@ impl ::prost::Name for AttestReferenceResponse {
 }
 /// Wires `spire.plugin.agent.workloadattestor.v1.WorkloadAttestor` (plugin type `agent/WorkloadAttestor`) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct WorkloadAttestorBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for WorkloadAttestorBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -97,6 +98,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for WorkloadAttestorBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl WorkloadAttestorBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: workload_attestor_server::WorkloadAttestor>(

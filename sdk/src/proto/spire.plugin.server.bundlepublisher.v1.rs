@@ -34,6 +34,7 @@ impl ::prost::Name for PublishBundleResponse {
 }
 /// Wires `spire.plugin.server.bundlepublisher.v1.BundlePublisher` (plugin type `server/BundlePublisher`) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct BundlePublisherBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for BundlePublisherBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -54,6 +55,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for BundlePublisherBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl BundlePublisherBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: bundle_publisher_server::BundlePublisher>(

@@ -382,6 +382,7 @@ impl ::prost::Name for JwtsvidAttributes {
 }
 /// Wires `spire.plugin.server.credentialcomposer.v1.CredentialComposer` (plugin type `server/CredentialComposer`) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct CredentialComposerBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for CredentialComposerBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -402,6 +403,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for CredentialComposerBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl CredentialComposerBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: credential_composer_server::CredentialComposer>(

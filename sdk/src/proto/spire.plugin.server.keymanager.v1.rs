@@ -336,6 +336,7 @@ impl HashAlgorithm {
 }
 /// Wires `spire.plugin.server.keymanager.v1.KeyManager` (plugin type `server/KeyManager`) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct KeyManagerBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for KeyManagerBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -356,6 +357,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for KeyManagerBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl KeyManagerBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: key_manager_server::KeyManager>(

@@ -69,11 +69,9 @@ impl ::prost::Name for AttestResponse {
 pub struct AgentAttributes {
     /// SPIFFE ID to give the agent. It must be different for every agent. The
     /// expected shape is
-    ///
-    /// spiffe://<trust-domain>/spire/agent/<plugin-name>/<unique-suffix>
-    ///
-    /// where <trust-domain> is the server's trust domain, <plugin-name> is the
-    /// name this attestor is configured under, and <unique-suffix> tells this
+    /// `spiffe://<trust-domain>/spire/agent/<plugin-name>/<unique-suffix>`,
+    /// where `<trust-domain>` is the server's trust domain, `<plugin-name>` is the
+    /// name this attestor is configured under, and `<unique-suffix>` tells this
     /// agent apart from all others. SPIRE Server has logged a warning for IDs
     /// of any other shape since release 1.2.1 and intends to reject them in
     /// later releases.
@@ -102,6 +100,7 @@ impl ::prost::Name for AgentAttributes {
 }
 /// Wires `spire.plugin.server.nodeattestor.v1.NodeAttestor` (plugin type `server/NodeAttestor`) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct NodeAttestorBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for NodeAttestorBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -122,6 +121,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for NodeAttestorBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl NodeAttestorBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: node_attestor_server::NodeAttestor>(

@@ -127,6 +127,7 @@ impl ::prost::Name for BundleUpdated {
 }
 /// Wires `spire.plugin.server.notifier.v1.Notifier` (plugin type `server/Notifier`) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct NotifierBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for NotifierBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -147,6 +148,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for NotifierBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl NotifierBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: notifier_server::Notifier>(

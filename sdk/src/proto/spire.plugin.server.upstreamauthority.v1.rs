@@ -126,6 +126,7 @@ impl ::prost::Name for SubscribeToLocalBundleResponse {
 }
 /// Wires `spire.plugin.server.upstreamauthority.v1.UpstreamAuthority` (plugin type `server/UpstreamAuthority`) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct UpstreamAuthorityBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for UpstreamAuthorityBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -146,6 +147,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for UpstreamAuthorityBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl UpstreamAuthorityBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: upstream_authority_server::UpstreamAuthority>(

@@ -100,6 +100,7 @@ impl ::prost::Name for CoreConfiguration {
 }
 /// Wires `spire.service.common.config.v1.Config` (a service plugins may serve) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct ConfigBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for ConfigBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -118,6 +119,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for ConfigBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl ConfigBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: config_server::Config>(

@@ -66,6 +66,7 @@ impl ::prost::Name for DeinitResponse {
 }
 /// Wires `spire.service.private.init.v1.Init` (private protocol plumbing) into the SDK runtime: its identity, its server and its client.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)]
 pub struct InitBridge;
 impl ::spire_plugin_sdk::__codegen::ServiceBridge for InitBridge {
     const INFO: ::spire_plugin_sdk::__codegen::ServiceInfo = ::spire_plugin_sdk::__codegen::ServiceInfo {
@@ -84,6 +85,7 @@ impl ::spire_plugin_sdk::__codegen::ClientBridge for InitBridge {
             .max_encoding_message_size(::spire_plugin_sdk::__codegen::MAX_MESSAGE_SIZE)
     }
 }
+#[allow(dead_code)]
 impl InitBridge {
     /// Wraps an implementation in its tonic server, with go-plugin's message size limits.
     pub fn server<T: init_server::Init>(

@@ -22,9 +22,8 @@ pub(crate) fn run(flags: &BenchGen) -> Result<()> {
     let root = std::env::current_dir()?;
     let tools = root.join("target/bench-tools");
     let bin = install_go_plugins(&tools)?;
-    let protoc = which("protoc").context(
-        "protoc is not on PATH; install it (Debian: apt-get install protobuf-compiler)",
-    )?;
+    let protoc = which("protoc")
+        .context("protoc is not on PATH; install it (Debian: apt-get install protobuf-compiler)")?;
     let xtask = build_xtask(&root)?;
     let protos = proto_files(&root.join(PROTO_DIR))?;
     let go_out = tools.join("go-out");
@@ -33,15 +32,23 @@ pub(crate) fn run(flags: &BenchGen) -> Result<()> {
         let _ = std::fs::remove_dir_all(&go_out);
         std::fs::create_dir_all(&go_out).expect("creating the Go output dir");
         let mut cmd = Command::new(&protoc);
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         cmd.env("PATH", path).arg(format!("-I{PROTO_DIR}"));
         cmd.arg(format!("--go_out={}", go_out.display()));
         cmd.arg(format!("--go-grpc_out={}", go_out.display()));
         for proto in &protos {
             // Our protos carry no go_package; map each file to a Go import path instead.
-            let dir = Path::new(proto).parent().map(|p| p.display().to_string()).unwrap_or_default();
+            let dir = Path::new(proto)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             let mapping = format!("M{proto}=example.com/bench/{dir}");
-            cmd.arg(format!("--go_opt={mapping}")).arg(format!("--go-grpc_opt={mapping}"));
+            cmd.arg(format!("--go_opt={mapping}"))
+                .arg(format!("--go-grpc_opt={mapping}"));
         }
         cmd.args(&protos);
         cmd
@@ -60,7 +67,11 @@ pub(crate) fn run(flags: &BenchGen) -> Result<()> {
         cmd
     };
 
-    eprintln!("{} proto files, {} runs each after one warm-up", protos.len(), flags.runs);
+    eprintln!(
+        "{} proto files, {} runs each after one warm-up",
+        protos.len(),
+        flags.runs
+    );
     let go = median(flags.runs, protoc_cmd)?;
     let full = median(flags.runs, || gen_cmd(false))?;
     let check = median(flags.runs, || gen_cmd(true))?;
@@ -75,7 +86,11 @@ pub(crate) fn run(flags: &BenchGen) -> Result<()> {
         ("cargo xtask gen --check (incl. cargo start-up)", via_cargo),
     ];
     for (name, time) in rows {
-        println!("{name:<52} {:>10.1}  {:>7.2}x", ms(time), time.as_secs_f64() / go.as_secs_f64());
+        println!(
+            "{name:<52} {:>10.1}  {:>7.2}x",
+            ms(time),
+            time.as_secs_f64() / go.as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -89,7 +104,10 @@ fn median(runs: usize, make: impl Fn() -> Command) -> Result<Duration> {
         let output = cmd.output().with_context(|| format!("running {cmd:?}"))?;
         let elapsed = start.elapsed();
         if !output.status.success() {
-            bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         if i > 0 {
             times.push(elapsed);
