@@ -57,6 +57,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compat;
 mod config;
 mod emit;
 mod error;
@@ -127,3 +128,6 @@ fn build_model(tree: &ProtoTree, own: &FileDescriptorSet) -> Result<Model, Error
     };
     model::build(own, &manifest)
 }
+
+#[cfg(test)]
+mod tests;

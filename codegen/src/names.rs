@@ -108,6 +108,42 @@ fn is_keyword(word: &str) -> bool {
     )
 }
 
+// prost-build's identifier rules (its private `ident` module), mirrored so `compat` can compute
+// the Rust names of messages, fields, variants and methods exactly as the generator prints them.
+
+/// prost's identifier for a field, oneof field, method or nested-type module (`fooBar` →
+/// `foo_bar`, `type` → `r#type`, `self` → `self_`).
+pub(crate) fn prost_snake(name: &str) -> String {
+    prost_sanitize(&name.to_snake_case())
+}
+
+/// prost's identifier for a message, enum, oneof enum or oneof variant (`foo_bar` → `FooBar`).
+pub(crate) fn prost_camel(name: &str) -> String {
+    prost_sanitize(&name.to_upper_camel_case())
+}
+
+/// prost's enum variant for `value` of enum `enum_name`: UpperCamel, with the enum's own name
+/// stripped when it is a true prefix (`Color`, `COLOR_DARK_RED` → `DarkRed`).
+pub(crate) fn prost_variant(enum_name: &str, value: &str) -> String {
+    let prefix = prost_camel(enum_name);
+    let name = prost_camel(value);
+    let stripped = name.strip_prefix(prefix.as_str()).unwrap_or(&name);
+    if stripped.starts_with(char::is_uppercase) {
+        prost_sanitize(stripped)
+    } else {
+        prost_sanitize(&name)
+    }
+}
+
+fn prost_sanitize(ident: &str) -> String {
+    match ident {
+        "_" | "super" | "self" | "Self" | "extern" | "crate" => format!("{ident}_"),
+        s if s.starts_with(|c: char| c.is_numeric()) => format!("_{ident}"),
+        s if is_keyword(s) => format!("r#{ident}"),
+        _ => ident.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +182,38 @@ mod tests {
         );
         assert_eq!(package_modules("a.type.v1"), ["a", "r#type", "v1"]);
         assert_eq!(package_file("plugin"), "plugin.rs");
+    }
+
+    #[test]
+    fn prost_names_table() {
+        let snake = [
+            ("fooBar", "foo_bar"),
+            ("x509_svid", "x509_svid"),
+            ("type", "r#type"),
+            ("self", "self_"),
+            ("GetPluginInfo", "get_plugin_info"),
+            ("SVIDStore", "svid_store"),
+        ];
+        for (proto, rust) in snake {
+            assert_eq!(prost_snake(proto), rust, "{proto}");
+        }
+        let camel = [
+            ("foo_bar", "FooBar"),
+            ("X509SVID", "X509svid"),
+            ("Self", "Self_"),
+            ("kind", "Kind"),
+        ];
+        for (proto, rust) in camel {
+            assert_eq!(prost_camel(proto), rust, "{proto}");
+        }
+        let variants = [
+            ("Color", "COLOR_DARK_RED", "DarkRed"),
+            ("Color", "COLORFUL", "Colorful"),
+            ("Kind", "KIND_1", "Kind1"),
+            ("Status", "UNKNOWN", "Unknown"),
+        ];
+        for (enum_name, value, rust) in variants {
+            assert_eq!(prost_variant(enum_name, value), rust, "{enum_name}.{value}");
+        }
     }
 }

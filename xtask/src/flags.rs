@@ -16,6 +16,28 @@ pub(crate) enum Task {
     Gen(Gen),
     /// Measure tasks side by side with their Go/other-tool equivalents and print ratios.
     Bench(Bench),
+    /// Check that the proto tree stays compatible with an earlier version (git ref or directory).
+    ///
+    /// Compares the previous side (`--against`) with the current one (`--head`, default: the
+    /// working tree's `<repo>/<root>`) and prints one `file:line:col: RULE_ID: message` line per
+    /// break in the enforced categories, then the number of findings in every category.
+    /// A side is a directory when one exists at that path (it is then the proto root itself),
+    /// otherwise a git ref of `--repo`, read from git objects without a checkout. Relative paths
+    /// are taken from the workspace root.
+    ///
+    /// Categories, strictest proto level first: `file` (generated code per file), `package`
+    /// (generated code per package), `wire-json` (binary and JSON encoding), `wire` (binary
+    /// encoding); and `source`, the Rust API our codegen generates (renamed fields, moved types).
+    ///
+    /// Version policy (`--policy`, what CI runs against the newest tag): a package whose last
+    /// segment is `vN` is released, and a break inside it fails unless the current tree
+    /// introduces a newer `vM` of that package; breaks in unstable packages (`v1alpha1`,
+    /// `v1beta1`, `v1test`) are reported but pass; packages without a version (`plugin`,
+    /// `spire.plugin.types`) can never break. Without `--category`, the policy enforces
+    /// `package` and `source`: our Go and Rust consumers both see one API per package.
+    ///
+    /// Exit status: 0 compatible, 1 breaking findings, 2 usage or load error.
+    Compat(Compat),
 }
 
 #[derive(Debug, Args)]
@@ -37,11 +59,70 @@ pub(crate) struct Bench {
 pub(crate) enum BenchWhich {
     /// `cargo xtask gen` and `gen --check` against protoc + protoc-gen-go + protoc-gen-go-grpc.
     Gen(BenchGen),
+    /// `cargo xtask compat` against `buf breaking` over the `tests/compat` corpus.
+    Compat(BenchCompat),
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchGen {
     /// Runs of each command (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 10)]
+    pub(crate) runs: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Compat {
+    /// The previous side: a git ref or a proto root directory.
+    #[arg(
+        long,
+        value_name = "REF_OR_DIR",
+        required_unless_present = "against_newest_tag"
+    )]
+    pub(crate) against: Option<String>,
+    /// Use the repository's newest tag (in version order) as the previous side; passes with a
+    /// note when the repository has no tag.
+    #[arg(long, conflicts_with = "against")]
+    pub(crate) against_newest_tag: bool,
+    /// The current side: a git ref or a proto root directory [default: the working tree].
+    #[arg(long, value_name = "REF_OR_DIR")]
+    pub(crate) head: Option<String>,
+    /// The git repository refs are read from [default: this workspace].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) repo: Option<std::path::PathBuf>,
+    /// The proto root inside the repository, for git refs and the working tree.
+    #[arg(long, value_name = "DIR", default_value = "proto")]
+    pub(crate) root: String,
+    /// A category to enforce; repeat for several [default: file, or package and source with
+    /// --policy].
+    #[arg(long = "category", value_name = "CATEGORY", value_enum)]
+    pub(crate) categories: Vec<CompatCategory>,
+    /// How to print the findings.
+    #[arg(long, value_enum, default_value_t = CompatFormat::Text)]
+    pub(crate) format: CompatFormat,
+    /// Apply the version policy: breaks in released `vN` packages fail unless a newer version
+    /// package is introduced.
+    #[arg(long)]
+    pub(crate) policy: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CompatCategory {
+    File,
+    Package,
+    WireJson,
+    Wire,
+    Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CompatFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchCompat {
+    /// Runs over the whole corpus for each tool (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 3)]
     pub(crate) runs: usize,
 }

@@ -1,7 +1,14 @@
 //! `cargo xtask`: the project's tasks in plain Rust (no shell scripts, no protoc). `main` parses
 //! the command line, moves to the workspace root and hands over to the task's module.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool prints"
+)]
+
 mod bench;
+mod compat;
 mod flags;
 mod gen_code;
 mod util;
@@ -14,5 +21,6 @@ fn main() -> anyhow::Result<()> {
     match flags.task {
         flags::Task::Gen(gen_flags) => gen_code::run(&gen_flags),
         flags::Task::Bench(bench_flags) => bench::run(&bench_flags),
+        flags::Task::Compat(compat_flags) => compat::run(&compat_flags),
     }
 }
