@@ -28,10 +28,13 @@
 extern crate self as spire_plugin_sdk;
 
 pub mod bridge;
+pub mod goplugin;
 
 #[doc(hidden)]
 pub mod __codegen;
 
+/// Rust generated from `proto/` by `cargo xtask gen`: one module per proto package, each with
+/// prost messages, tonic `*_client`/`*_server` modules and a `<Service>Bridge` type.
 #[rustfmt::skip]
 #[allow(
     missing_docs,

@@ -1,3 +1,11 @@
 //! The single integration-test binary: each module covers one area against real inputs.
 
+mod autotls;
+mod compat;
+mod external_crate;
+mod goplugin_matrix;
+mod host_matrix;
+mod plugin_errors;
+mod support;
+mod tidy;
 mod wire_identity;

@@ -1,0 +1,245 @@
+//! The go-plugin interop matrix, host side: our Rust host (`PluginClient`) launches a Go plugin
+//! written with the real go-plugin (`tests/go/cmd/goplugin`) with AutoMTLS on and off and with
+//! one or several protocol versions, and checks health, a call, stdio and log forwarding, broker
+//! round trips in both directions, and Shutdown with process exit and socket removal.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spire_plugin_sdk::bridge::ClientBridge;
+use spire_plugin_sdk::goplugin::hclog::{Level, LogEntry, LogSink};
+use spire_plugin_sdk::goplugin::host::{ClientConfig, PluginClient};
+use spire_plugin_tests::interop::interop::v1::EchoBridge;
+use spire_plugin_tests::{Responder, interop_handshake};
+use tonic::service::RoutesBuilder;
+
+use crate::support::go_binary;
+
+/// Collects bytes written by the host's stdio sinks.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
+    }
+}
+
+/// Collects the plugin's parsed log entries.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<LogEntry>>>);
+
+impl LogSink for Logs {
+    fn log(&mut self, entry: LogEntry) {
+        self.0.lock().expect("log lock").push(entry);
+    }
+}
+
+impl Logs {
+    fn with_message(&self, message: &str) -> Vec<LogEntry> {
+        self.0
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|e| e.message == message)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Polls `cond` every 20 ms for up to 10 s: stdio and logs arrive on their own streams.
+async fn eventually(what: &str, cond: impl Fn() -> bool) -> Result<(), String> {
+    for _ in 0..500 {
+        if cond() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!("timed out waiting for {what}"))
+}
+
+async fn run_cell(
+    auto_mtls: bool,
+    host_versions: &[u32],
+    plugin_versions: &str,
+    expected: u32,
+) -> Result<(), String> {
+    let stdout = Captured::default();
+    let stderr = Captured::default();
+    let logs = Logs::default();
+    let mut config = ClientConfig::new(
+        interop_handshake(),
+        host_versions.iter().copied(),
+        go_binary("goplugin"),
+    );
+    config.args = vec!["-versions".into(), plugin_versions.into()];
+    config.auto_mtls = auto_mtls;
+    config.sync_stdout = Some(Box::new(stdout.clone()));
+    config.sync_stderr = Some(Box::new(stderr.clone()));
+    config.log_sink = Some(Box::new(logs.clone()));
+    let client = PluginClient::start(config)
+        .await
+        .map_err(|e| format!("start: {e}"))?;
+    let mut problems = Vec::new();
+    let mut check = |name: &str, result: Result<(), String>| {
+        if let Err(err) = result {
+            problems.push(format!("{name}: {err}"));
+        }
+    };
+
+    check(
+        "negotiated_version",
+        match client.negotiated_version() {
+            v if v == expected => Ok(()),
+            v => Err(format!("negotiated {v}, want {expected}")),
+        },
+    );
+    check("ping", client.ping().await.map_err(|s| s.to_string()));
+    let mut echo = EchoBridge::client(client.channel());
+    check(
+        "call",
+        match echo.say("hello".to_owned()).await {
+            Ok(answer) if answer.get_ref() == "echo: hello" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+
+    let marker = format!("marker-{}", std::process::id());
+    let stdio = async {
+        echo.print(marker.clone())
+            .await
+            .map_err(|s| s.to_string())?;
+        eventually("forwarded stdio", || {
+            stdout.text().contains(&format!("stdout:{marker}"))
+                && stderr.text().contains(&format!("stderr:{marker}"))
+        })
+        .await
+    };
+    check("stdio", stdio.await);
+
+    let message = format!("log-{marker}");
+    let logs_ok = async {
+        echo.log(message.clone()).await.map_err(|s| s.to_string())?;
+        eventually("log entries", || logs.with_message(&message).len() >= 5).await?;
+        let entries = logs.with_message(&message);
+        let levels: Vec<Level> = entries.iter().map(|e| e.level).collect();
+        for level in [
+            Level::Trace,
+            Level::Debug,
+            Level::Info,
+            Level::Warn,
+            Level::Error,
+        ] {
+            if !levels.contains(&level) {
+                return Err(format!("no {level:?} entry; got {levels:?}"));
+            }
+        }
+        for entry in &entries {
+            let field = |key: &str| {
+                entry
+                    .fields
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+            };
+            if field("answer") != Some(serde_json::json!(42))
+                || field("plugin_side") != Some(serde_json::json!("go"))
+            {
+                return Err(format!("entry lacks answer=42 plugin_side=go: {entry:?}"));
+            }
+        }
+        Ok(())
+    };
+    check("logs", logs_ok.await);
+
+    // Host accepts, plugin dials.
+    let host_accepts = async {
+        let id = client.broker().next_id();
+        let mut routes = RoutesBuilder::default();
+        EchoBridge::register(&mut routes, Responder { prefix: "host-" });
+        client
+            .broker()
+            .accept_and_serve(id, routes.routes())
+            .map_err(|e| e.to_string())?;
+        match echo.call_back(id).await {
+            Ok(answer) if answer.get_ref() == "host-echo: callback" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    };
+    check("broker_host_accepts", host_accepts.await);
+
+    // Plugin accepts, host dials.
+    let plugin_accepts = async {
+        let id = echo
+            .serve(())
+            .await
+            .map_err(|s| s.to_string())?
+            .into_inner();
+        let channel = client.broker().dial(id).await.map_err(|e| e.to_string())?;
+        match EchoBridge::client(channel).say("x".to_owned()).await {
+            Ok(answer) if answer.get_ref() == "plugin-echo: x" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    };
+    check("broker_plugin_accepts", plugin_accepts.await);
+
+    let socket = (client.handshake().network.to_string() == "unix")
+        .then(|| client.handshake().address.clone());
+    let exit = client.kill().await;
+    check(
+        "shutdown",
+        if exit.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{exit}"))
+        },
+    );
+    if let Some(socket) = socket {
+        check(
+            "socket_removed",
+            match std::path::Path::new(&socket).exists() {
+                false => Ok(()),
+                true => Err(format!("{socket} left behind")),
+            },
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_host_drives_go_plugin() {
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for auto_mtls in [false, true] {
+        for (host, plugin, expected) in [(&[1][..], "1", 1), (&[5, 6][..], "1,2,5,6", 6)] {
+            cells += 1;
+            if let Err(err) = run_cell(auto_mtls, host, plugin, expected).await {
+                failures.push(format!(
+                    "auto_mtls={auto_mtls} host={host:?} plugin={plugin}: {err}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cells failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
