@@ -1,7 +1,8 @@
 //! The go-plugin interop matrix, host side: our Rust host (`PluginClient`) launches a Go plugin
-//! written with the real go-plugin (`tests/go/cmd/goplugin`) with AutoMTLS on and off and with
-//! one or several protocol versions, and checks health, a call, stdio and log forwarding, broker
-//! round trips in both directions, and Shutdown with process exit and socket removal.
+//! written with the real go-plugin (`tests/go/cmd/goplugin`), and our Rust plugin over TCP, with
+//! AutoMTLS on and off, broker multiplexing on and off, and one or several protocol versions, and
+//! checks health, a call, stdio and log forwarding, broker round trips in both directions, and
+//! Shutdown with process exit and socket removal.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -70,8 +71,47 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) -> Result<(), String> {
     Err(format!("timed out waiting for {what}"))
 }
 
+/// Which plugin a cell launches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plugin {
+    /// `tests/go/cmd/goplugin`, written with the real go-plugin (always a unix socket on Linux).
+    Go,
+    /// Our `interop-plugin`, listening on loopback TCP.
+    RustTcp,
+}
+
+impl Plugin {
+    fn config(self, host_versions: &[u32], plugin_versions: &str) -> ClientConfig {
+        let handshake = interop_handshake();
+        let versions = host_versions.iter().copied();
+        match self {
+            Plugin::Go => {
+                let mut config = ClientConfig::new(handshake, versions, go_binary("goplugin"));
+                config.args = vec!["-versions".into(), plugin_versions.into()];
+                config
+            }
+            Plugin::RustTcp => {
+                let mut config =
+                    ClientConfig::new(handshake, versions, env!("CARGO_BIN_EXE_interop-plugin"));
+                config.args = vec!["--versions".into(), plugin_versions.into(), "--tcp".into()];
+                config
+            }
+        }
+    }
+
+    /// The `plugin_side` field its log lines carry.
+    fn side(self) -> &'static str {
+        match self {
+            Plugin::Go => "go",
+            Plugin::RustTcp => "rust",
+        }
+    }
+}
+
 async fn run_cell(
+    plugin: Plugin,
     auto_mtls: bool,
+    multiplex: bool,
     host_versions: &[u32],
     plugin_versions: &str,
     expected: u32,
@@ -79,13 +119,9 @@ async fn run_cell(
     let stdout = Captured::default();
     let stderr = Captured::default();
     let logs = Logs::default();
-    let mut config = ClientConfig::new(
-        interop_handshake(),
-        host_versions.iter().copied(),
-        go_binary("goplugin"),
-    );
-    config.args = vec!["-versions".into(), plugin_versions.into()];
+    let mut config = plugin.config(host_versions, plugin_versions);
     config.auto_mtls = auto_mtls;
+    config.multiplex = multiplex;
     config.sync_stdout = Some(Box::new(stdout.clone()));
     config.sync_stderr = Some(Box::new(stderr.clone()));
     config.log_sink = Some(Box::new(logs.clone()));
@@ -106,6 +142,18 @@ async fn run_cell(
             v => Err(format!("negotiated {v}, want {expected}")),
         },
     );
+    check(
+        "multiplexed",
+        match client.handshake().multiplex == multiplex
+            && client.broker().muxer().is_some() == multiplex
+        {
+            true => Ok(()),
+            false => Err(format!(
+                "handshake multiplex={}, want {multiplex}",
+                client.handshake().multiplex
+            )),
+        },
+    );
     check("ping", client.ping().await.map_err(|s| s.to_string()));
     let mut echo = EchoBridge::client(client.channel());
     check(
@@ -113,6 +161,18 @@ async fn run_cell(
         match echo.say("hello".to_owned()).await {
             Ok(answer) if answer.get_ref() == "echo: hello" => Ok(()),
             other => Err(format!("{other:?}")),
+        },
+    );
+
+    // 3 MiB each way: far past yamux's 256 KiB window and many HTTP/2 frames, so message limits
+    // and flow control are exercised.
+    let big = "x".repeat(3 << 20);
+    check(
+        "large_call",
+        match echo.say(big.clone()).await {
+            Ok(answer) if answer.get_ref().len() == big.len() + "echo: ".len() => Ok(()),
+            Ok(answer) => Err(format!("answer of {} bytes", answer.get_ref().len())),
+            Err(status) => Err(status.to_string()),
         },
     );
 
@@ -155,9 +215,12 @@ async fn run_cell(
                     .map(|(_, v)| v.clone())
             };
             if field("answer") != Some(serde_json::json!(42))
-                || field("plugin_side") != Some(serde_json::json!("go"))
+                || field("plugin_side") != Some(serde_json::json!(plugin.side()))
             {
-                return Err(format!("entry lacks answer=42 plugin_side=go: {entry:?}"));
+                return Err(format!(
+                    "entry lacks answer=42 plugin_side={}: {entry:?}",
+                    plugin.side()
+                ));
             }
         }
         Ok(())
@@ -200,7 +263,7 @@ async fn run_cell(
     let exit = client.kill().await;
     check(
         "shutdown",
-        if exit.status.success() {
+        if exit.status.is_some_and(|status| status.success()) {
             Ok(())
         } else {
             Err(format!("{exit}"))
@@ -223,16 +286,23 @@ async fn run_cell(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_host_drives_go_plugin() {
+async fn rust_host_drives_go_and_rust_plugins() {
     let mut failures = Vec::new();
     let mut cells = 0;
-    for auto_mtls in [false, true] {
-        for (host, plugin, expected) in [(&[1][..], "1", 1), (&[5, 6][..], "1,2,5,6", 6)] {
-            cells += 1;
-            if let Err(err) = run_cell(auto_mtls, host, plugin, expected).await {
-                failures.push(format!(
-                    "auto_mtls={auto_mtls} host={host:?} plugin={plugin}: {err}"
-                ));
+    for plugin in [Plugin::Go, Plugin::RustTcp] {
+        for auto_mtls in [false, true] {
+            for multiplex in [false, true] {
+                for (host, served, expected) in [(&[1][..], "1", 1), (&[5, 6][..], "1,2,5,6", 6)] {
+                    cells += 1;
+                    let result =
+                        run_cell(plugin, auto_mtls, multiplex, host, served, expected).await;
+                    if let Err(err) = result {
+                        failures.push(format!(
+                            "{plugin:?} auto_mtls={auto_mtls} multiplex={multiplex} \
+                             host={host:?} plugin={served}: {err}"
+                        ));
+                    }
+                }
             }
         }
     }

@@ -129,3 +129,33 @@ fn collect_all(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// `sdk::goplugin` is the go-plugin protocol for any host; it must not reach SPIRE's protos.
+#[test]
+fn goplugin_layer_knows_nothing_about_spire() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("sdk/src/goplugin"), &mut files);
+    assert!(
+        !files.is_empty(),
+        "sdk/src/goplugin has no Rust files; is the walk broken?"
+    );
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            fs::read_to_string(file).is_ok_and(|text| {
+                text.contains("proto::spire") || text.contains("spire_plugin_sdk::spire")
+            })
+        })
+        .map(|file| {
+            file.strip_prefix(&root)
+                .unwrap_or(file)
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "the go-plugin layer names SPIRE protos in: {offenders:?}"
+    );
+}

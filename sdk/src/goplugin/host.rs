@@ -12,18 +12,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::watch;
 use tonic::Status;
 use tonic::transport::Channel;
 
 use super::broker::{Broker, BrokerTls};
 use super::env::{ProtocolEnv, merge_env};
-use super::handshake::{HandshakeConfig, HandshakeError, HandshakeLine, HostExpectations};
+use super::handshake::{
+    HandshakeConfig, HandshakeError, HandshakeLine, HostExpectations, unrecognized_diagnosis,
+};
 use super::hclog::{LogEntry, LogSink, StderrPump, TracingSink, plugin_log_name};
+use super::mux::{MuxSession, Muxer};
+use super::reattach::{ReattachAddr, ReattachConfig};
 use super::tls::{self, Identity, PinnedCert, TlsError};
-use super::transport::{self, DialError, ListenSpec, SocketOptions};
+use super::transport::{self, BoxedIo, DialError, ListenSpec, SocketOptions};
 use crate::bridge::MAX_MESSAGE_SIZE;
 use crate::proto::plugin::Empty;
 use crate::proto::plugin::grpc_controller_client::GrpcControllerClient;
@@ -32,6 +36,13 @@ use crate::proto::plugin::stdio_data::Channel as StdioChannel;
 
 /// How many of the plugin's last stderr lines are kept for crash reports.
 const STDERR_TAIL: usize = 20;
+
+/// The longest first stdout line read (go-plugin's `bufio.Scanner` gives up beyond 64 KiB).
+const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
+
+/// How long, once the plugin has exited, its last stderr lines are waited for: a process it left
+/// behind may hold the pipe open.
+const STDERR_DRAIN: Duration = Duration::from_secs(1);
 
 /// A writer the host hands the plugin's forwarded stdout or stderr to (go-plugin's
 /// `SyncStdout`/`SyncStderr`).
@@ -56,6 +67,9 @@ pub struct ClientConfig {
     pub checksum: Option<[u8; 32]>,
     /// Generate certificates and run every connection over mutual TLS.
     pub auto_mtls: bool,
+    /// Ask for gRPC broker multiplexing (go-plugin's `GRPCBrokerMultiplex`): one connection, a
+    /// yamux session on it, brokered connections as streams.
+    pub multiplex: bool,
     /// How long to wait for the handshake line (go-plugin: 1 minute).
     pub start_timeout: Duration,
     /// How long `kill` waits for the process to exit after `Shutdown` before SIGKILL (2 s).
@@ -68,7 +82,9 @@ pub struct ClientConfig {
     pub log_sink: Option<Box<dyn LogSink + Send>>,
     /// Directory for the unix sockets this host creates for brokered connections.
     pub unix_socket_dir: Option<PathBuf>,
-    /// On Linux, kill the plugin with SIGKILL if this process dies (SPIRE does).
+    /// On Linux, kill the plugin with SIGKILL if this process dies (SPIRE does). The kernel ties
+    /// the signal to the thread that spawned the plugin: start plugins from a long-lived runtime
+    /// (tokio's worker threads live as long as the runtime), not from a short-lived thread.
     pub parent_death_signal: bool,
 }
 
@@ -100,6 +116,7 @@ impl ClientConfig {
             skip_host_env: false,
             checksum: None,
             auto_mtls: false,
+            multiplex: false,
             start_timeout: Duration::from_secs(60),
             kill_grace: Duration::from_secs(2),
             sync_stdout: None,
@@ -129,13 +146,14 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// The handshake failed; the plugin's last stderr lines are attached.
-    #[error("{source}{}", tail_suffix(.stderr_tail))]
+    #[error("{source}{}{}", exit_suffix(.exit), tail_suffix(.stderr_tail))]
     Handshake {
         /// go-plugin's error.
         source: HandshakeError,
         /// The plugin's last stderr lines.
         stderr_tail: Vec<String>,
-        /// The exit status, if the plugin had exited.
+        /// The exit status, if the plugin exited by itself before its handshake (`None` when
+        /// the host killed it).
         exit: Option<ExitStatus>,
     },
     /// AutoMTLS setup failed (our certificate, or the plugin's in the handshake).
@@ -147,6 +165,17 @@ pub enum StartError {
     /// The broker stream could not be opened.
     #[error("opening the broker stream: {0}")]
     Broker(Status),
+    /// No process has the PID given to [`PluginClient::attach`].
+    #[error("reattachment process not found (pid {pid})")]
+    ReattachNotFound {
+        /// The PID looked for.
+        pid: u32,
+    },
+}
+
+fn exit_suffix(exit: &Option<ExitStatus>) -> String {
+    exit.map(|status| format!("\nplugin process exited ({status})"))
+        .unwrap_or_default()
 }
 
 fn tail_suffix(tail: &[String]) -> String {
@@ -160,20 +189,23 @@ fn tail_suffix(tail: &[String]) -> String {
 /// How the plugin process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitInfo {
-    /// The exit status.
-    pub status: ExitStatus,
+    /// The exit status; `None` for a plugin this host attached to (not its child), whose
+    /// status cannot be read.
+    pub status: Option<ExitStatus>,
     /// The plugin's last stderr lines.
     pub stderr_tail: Vec<String>,
 }
 
 impl std::fmt::Display for ExitInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "plugin process exited ({}){}",
-            self.status,
-            tail_suffix(&self.stderr_tail)
-        )
+        match self.status {
+            Some(status) => write!(f, "plugin process exited ({status})")?,
+            None => write!(
+                f,
+                "plugin process exited (status unknown: attached, not launched)"
+            )?,
+        }
+        f.write_str(&tail_suffix(&self.stderr_tail))
     }
 }
 
@@ -188,6 +220,8 @@ pub struct PluginClient {
     exit: watch::Receiver<Option<ExitInfo>>,
     kill_switch: Option<tokio::sync::oneshot::Sender<()>>,
     kill_grace: Duration,
+    /// Attached to a self-managed (debug mode) plugin: dropping the client leaves it running.
+    self_managed: bool,
 }
 
 /// Keeps the last lines of the plugin's stderr while passing entries on.
@@ -227,7 +261,13 @@ impl PluginClient {
         };
         let mut protocol = ProtocolEnv::new(&config.handshake, config.versions.clone());
         protocol.client_cert_pem = identity.as_ref().map(|id| id.cert_pem().to_owned());
+        protocol.multiplex = config.multiplex;
         let host_env: Vec<(String, String)> = std::env::vars().collect();
+        // The plugin's unix sockets go into a directory of its own, removed once it is reaped:
+        // a plugin that crashes or is killed cannot remove them itself.
+        let base_env = merge_env(&config.env, &host_env, config.skip_host_env, &[]);
+        let socket_dir = SocketDir::create(&base_env);
+        protocol.unix_socket_dir = socket_dir.as_ref().map(|dir| dir.0.display().to_string());
         let env = merge_env(
             &config.env,
             &host_env,
@@ -269,25 +309,36 @@ impl PluginClient {
             let _ = StderrPump::new().run(stderr, &mut sink).await;
         });
 
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stdout = BufReader::new(stdout).lines();
-        let expectations = HostExpectations::grpc(config.versions.iter().copied());
-        let first = tokio::select! {
-            line = stdout.next_line() => Ok(line),
-            _ = tokio::time::sleep(config.start_timeout) => Err(HandshakeError::StartTimeout),
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut expectations = HostExpectations::grpc(config.versions.iter().copied());
+        expectations.multiplex = config.multiplex;
+        let deadline = tokio::time::Instant::now() + config.start_timeout;
+        let no_line = || HandshakeError::Unrecognized {
+            line: String::new(),
+            stdout_closed: true,
+            diagnosis: unrecognized_diagnosis(""),
         };
-        let parsed = match first {
-            Ok(Ok(Some(line))) => HandshakeLine::parse(&line, &expectations),
-            Ok(Ok(None)) | Ok(Err(_)) => Err(HandshakeError::ExitedBeforeHandshake),
-            Err(err) => Err(err),
+        let mut exited = None;
+        let parsed = match tokio::time::timeout_at(deadline, read_first_line(&mut stdout)).await {
+            Err(_) => Err(HandshakeError::StartTimeout),
+            Ok(FirstLine::Line(line)) => HandshakeLine::parse(&line, &expectations),
+            Ok(FirstLine::TooLong) => Err(no_line()),
+            // Stdout closed without a line: normally the plugin is exiting; say how it ended.
+            Ok(FirstLine::Closed) => match tokio::time::timeout_at(deadline, child.wait()).await {
+                Ok(status) => {
+                    exited = status.ok();
+                    Err(HandshakeError::ExitedBeforeHandshake)
+                }
+                Err(_) => Err(no_line()),
+            },
         };
         let line = match parsed {
             Ok(line) => line,
             Err(source) => {
                 let _ = child.start_kill();
-                let exit = child.wait().await.ok();
-                // The plugin is gone, so stderr reaches its end and the tail is complete.
-                let _ = stderr_done.await;
+                let _ = child.wait().await;
+                // The plugin is gone, so stderr normally reaches its end and the tail is complete.
+                let _ = tokio::time::timeout(STDERR_DRAIN, stderr_done).await;
                 let stderr_tail = tail
                     .lock()
                     .expect("stderr tail lock")
@@ -297,14 +348,23 @@ impl PluginClient {
                 return Err(StartError::Handshake {
                     source,
                     stderr_tail,
-                    exit,
+                    exit: exited,
                 });
             }
         };
         // Lines after the handshake are read and discarded, as go-plugin does.
-        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
+        });
 
-        let result = connect(&mut config, &line, identity.as_ref()).await;
+        let result = connect(
+            &line,
+            identity.as_ref(),
+            config.unix_socket_dir.clone(),
+            config.sync_stdout.take(),
+            config.sync_stderr.take(),
+        )
+        .await;
         let (channel, broker) = match result {
             Ok(connected) => connected,
             Err(err) => {
@@ -316,7 +376,14 @@ impl PluginClient {
 
         let (exit_tx, exit) = watch::channel(None);
         let (kill_switch, kill_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(supervise(child, kill_rx, exit_tx, tail, stderr_done));
+        tokio::spawn(supervise(
+            child,
+            kill_rx,
+            exit_tx,
+            tail,
+            stderr_done,
+            socket_dir,
+        ));
 
         Ok(PluginClient {
             channel,
@@ -327,7 +394,87 @@ impl PluginClient {
             exit,
             kill_switch: Some(kill_switch),
             kill_grace: config.kill_grace,
+            self_managed: false,
         })
+    }
+
+    /// Connects to a plugin that is already running (go-plugin's reattach), for example one
+    /// served in debug mode or launched by another host. No process is spawned; the plugin's
+    /// exit is noticed by polling its PID every second. AutoMTLS is not available here.
+    pub async fn attach(
+        reattach: ReattachConfig,
+        options: AttachOptions,
+    ) -> Result<PluginClient, StartError> {
+        if reattach.protocol != "grpc" {
+            return Err(StartError::Handshake {
+                source: HandshakeError::UnsupportedProtocol {
+                    protocol: super::handshake::Protocol::from_field(&reattach.protocol),
+                    allowed: vec![super::handshake::Protocol::Grpc],
+                },
+                stderr_tail: Vec::new(),
+                exit: None,
+            });
+        }
+        if !process_exists(reattach.pid) {
+            return Err(StartError::ReattachNotFound { pid: reattach.pid });
+        }
+        let line = HandshakeLine {
+            core_version: super::handshake::CORE_PROTOCOL_VERSION,
+            app_version: reattach.protocol_version,
+            network: super::handshake::Network::from_field(&reattach.addr.network),
+            address: reattach.addr.string.clone(),
+            protocol: super::handshake::Protocol::Grpc,
+            server_cert: None,
+            multiplex: false,
+        };
+        let (channel, broker) = connect(
+            &line,
+            None,
+            options.unix_socket_dir,
+            options.sync_stdout,
+            options.sync_stderr,
+        )
+        .await?;
+        let (exit_tx, exit) = watch::channel(None);
+        let (kill_switch, kill_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(supervise_attached(reattach.pid, kill_rx, exit_tx));
+        Ok(PluginClient {
+            channel,
+            negotiated_version: reattach.protocol_version,
+            broker,
+            handshake: line,
+            pid: Some(reattach.pid),
+            exit,
+            kill_switch: Some(kill_switch),
+            kill_grace: if options.kill_grace.is_zero() {
+                Duration::from_secs(2)
+            } else {
+                options.kill_grace
+            },
+            self_managed: reattach.test,
+        })
+    }
+
+    /// What another host needs to attach to this plugin (go-plugin's `ReattachConfig()`).
+    pub fn reattach_config(&self) -> ReattachConfig {
+        ReattachConfig {
+            protocol: "grpc".to_owned(),
+            protocol_version: self.negotiated_version,
+            addr: ReattachAddr {
+                network: self.handshake.network.to_string(),
+                string: self.handshake.address.clone(),
+            },
+            pid: self.pid.unwrap_or_default(),
+            test: self.self_managed,
+        }
+    }
+
+    /// Lets go of an attached plugin without stopping it: the broker and connection close, the
+    /// process keeps running. A plugin this client launched is its child and still ends with it.
+    pub fn detach(mut self) {
+        self.broker.close();
+        // Dropping the switch without sending tells the supervisor to stop watching, not to kill.
+        self.kill_switch.take();
     }
 
     /// The gRPC channel to the plugin; build typed clients on it (e.g. with a `ClientBridge`).
@@ -368,10 +515,13 @@ impl PluginClient {
                 return info;
             }
             if exit.changed().await.is_err() {
-                // The supervisor is gone only after publishing the exit.
-                if let Some(info) = exit.borrow().clone() {
-                    return info;
-                }
+                // The supervisor stopped: after publishing the exit, or because an attached
+                // plugin was detached (it lives on). Never spin on a closed channel.
+                let published = exit.borrow().clone();
+                return match published {
+                    Some(info) => info,
+                    None => std::future::pending().await,
+                };
             }
         }
     }
@@ -379,7 +529,15 @@ impl PluginClient {
     /// Turns a failed call's status into one that says the plugin died (with its exit status
     /// and last stderr lines) when it did; other statuses pass unchanged.
     pub async fn explain(&self, status: Status) -> Status {
-        if status.code() != tonic::Code::Unavailable && status.code() != tonic::Code::Unknown {
+        if let Some(info) = self.exited() {
+            return Status::unavailable(format!("{info} (call failed: {})", status.message()));
+        }
+        // Only transport failures (Unavailable, or a status tonic made from a local error, which
+        // keeps that error as its source) may be the plugin dying; a status the plugin sent,
+        // such as a Go plugin's plain-error `Unknown`, passes at once.
+        let transport = status.code() == tonic::Code::Unavailable
+            || std::error::Error::source(&status).is_some();
+        if !transport {
             return status;
         }
         // A connection error can race the exit notification by a little.
@@ -420,6 +578,9 @@ impl PluginClient {
             let _ = tokio::time::timeout(self.kill_grace, controller.shutdown(Empty {})).await;
         }
         let graceful = tokio::time::timeout(self.kill_grace, self.wait()).await;
+        if let Some(muxer) = self.broker.muxer() {
+            muxer.close();
+        }
         if graceful.is_err() {
             tracing::warn!(pid = ?self.pid, "plugin failed to exit gracefully");
             if let Some(kill) = self.kill_switch.take() {
@@ -432,19 +593,121 @@ impl PluginClient {
 
 impl Drop for PluginClient {
     fn drop(&mut self) {
-        // A client dropped without `kill` still must not leave the process running.
+        // A client dropped without `kill` still must not leave the process running, unless the
+        // plugin manages its own lifetime (attached in debug mode).
         self.broker.close();
-        if let Some(kill) = self.kill_switch.take() {
+        if let Some(muxer) = self.broker.muxer() {
+            muxer.close();
+        }
+        if let Some(kill) = self.kill_switch.take()
+            && !self.self_managed
+        {
             let _ = kill.send(());
+        }
+    }
+}
+
+/// Options for [`PluginClient::attach`].
+#[derive(Default)]
+pub struct AttachOptions {
+    /// Where the plugin's forwarded stdout goes (default: discarded).
+    pub sync_stdout: Option<SyncWriter>,
+    /// Where the plugin's forwarded stderr goes (default: discarded).
+    pub sync_stderr: Option<SyncWriter>,
+    /// Directory for the unix sockets this host creates for brokered connections.
+    pub unix_socket_dir: Option<PathBuf>,
+    /// How long `kill` waits after `Shutdown` before SIGKILL (2 s when zero).
+    pub kill_grace: Duration,
+}
+
+impl std::fmt::Debug for AttachOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachOptions")
+            .field("unix_socket_dir", &self.unix_socket_dir)
+            .field("kill_grace", &self.kill_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True while a process with this PID exists and has not exited: signal 0 probes without
+/// sending anything, and on Linux a zombie (exited, not yet reaped by its parent) counts as gone.
+fn process_exists(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    if let Err(nix::errno::Errno::ESRCH) =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None)
+    {
+        return false;
+    }
+    !is_zombie(pid)
+}
+
+#[cfg(target_os = "linux")]
+fn is_zombie(pid: u32) -> bool {
+    // `/proc/<pid>/stat` is `pid (comm) state ...`; comm may hold spaces and parentheses.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_zombie(_pid: u32) -> bool {
+    false
+}
+
+/// Watches an attached plugin's PID (every second, as go-plugin does); on a kill request sends
+/// SIGKILL and waits for the process to disappear. A dropped switch just stops watching.
+async fn supervise_attached(
+    pid: u32,
+    mut kill: tokio::sync::oneshot::Receiver<()>,
+    exit: watch::Sender<Option<ExitInfo>>,
+) {
+    let gone = || {
+        Some(ExitInfo {
+            status: None,
+            stderr_tail: Vec::new(),
+        })
+    };
+    loop {
+        tokio::select! {
+            request = &mut kill => {
+                if request.is_err() {
+                    return;
+                }
+                if let Ok(raw) = i32::try_from(pid) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(raw),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                while process_exists(pid) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = exit.send(gone());
+                return;
+            }
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                if !process_exists(pid) {
+                    let _ = exit.send(gone());
+                    return;
+                }
+            }
         }
     }
 }
 
 /// Dials the plugin, starts the broker and the stdio stream.
 async fn connect(
-    config: &mut ClientConfig,
     line: &HandshakeLine,
     identity: Option<&Identity>,
+    unix_socket_dir: Option<PathBuf>,
+    sync_stdout: Option<SyncWriter>,
+    sync_stderr: Option<SyncWriter>,
 ) -> Result<(Channel, Broker), StartError> {
     let tls = match (identity, &line.server_cert) {
         (Some(identity), Some(der)) => {
@@ -465,26 +728,63 @@ async fn connect(
         }
         (None, _) => None,
     };
-    let channel = transport::dial(
-        &line.network.to_string(),
-        &line.address,
-        tls.as_ref().map(|t| t.client.clone()),
-    )
-    .await?;
     let sockets = SocketOptions {
-        unix_dir: config.unix_socket_dir.clone(),
+        unix_dir: unix_socket_dir,
         unix_group: None,
     };
-    let broker = Broker::new(ListenSpec::Unix, sockets, tls);
+    let client_tls = tls.as_ref().map(|t| t.client.clone());
+    let (channel, broker) = if line.multiplex {
+        let (channel, muxer) = dial_multiplexed(line, client_tls).await?;
+        (
+            channel,
+            Broker::multiplexed(ListenSpec::Unix, sockets, tls, muxer),
+        )
+    } else {
+        let channel = transport::dial(&line.network.to_string(), &line.address, client_tls).await?;
+        (channel, Broker::new(ListenSpec::Unix, sockets, tls))
+    };
     broker
         .run_client(channel.clone())
         .map_err(StartError::Broker)?;
-    spawn_stdio(
-        channel.clone(),
-        config.sync_stdout.take(),
-        config.sync_stderr.take(),
-    );
+    spawn_stdio(channel.clone(), sync_stdout, sync_stderr);
     Ok((channel, broker))
+}
+
+/// Multiplexed: one raw connection with a yamux client session on it; each (re)connect of the
+/// main channel is a new stream, with TLS inside it when AutoMTLS is on (as in go-plugin).
+async fn dial_multiplexed(
+    line: &HandshakeLine,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<(Channel, Muxer), StartError> {
+    let raw = transport::connect_raw(&line.network.to_string(), &line.address).await?;
+    let muxer = Muxer::new();
+    muxer.attach(MuxSession::client(raw), None);
+    let streams = muxer.clone();
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let streams = streams.clone();
+        let tls = tls.clone();
+        async move {
+            let stream = streams.open_stream().await.map_err(std::io::Error::other)?;
+            let io = match tls {
+                Some(config) => BoxedIo::new(
+                    tokio_rustls::TlsConnector::from(config)
+                        .connect(tls::server_name(), stream)
+                        .await?,
+                ),
+                None => BoxedIo::new(stream),
+            };
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(io))
+        }
+    });
+    let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(connector)
+        .await
+        .map_err(|source| DialError::Connect {
+            network: line.network.to_string(),
+            address: line.address.clone(),
+            source,
+        })?;
+    Ok((channel, muxer))
 }
 
 /// Streams the plugin's forwarded stdio into the sinks; a plugin without the service is fine.
@@ -525,6 +825,7 @@ async fn supervise(
     exit: watch::Sender<Option<ExitInfo>>,
     tail: Arc<Mutex<VecDeque<String>>>,
     stderr_done: tokio::task::JoinHandle<()>,
+    socket_dir: Option<SocketDir>,
 ) {
     let status = tokio::select! {
         status = child.wait() => status,
@@ -533,8 +834,9 @@ async fn supervise(
             child.wait().await
         }
     };
+    drop(socket_dir);
     // The plugin has exited, so its stderr ends; wait for the last lines to be parsed.
-    let _ = tokio::time::timeout(Duration::from_secs(1), stderr_done).await;
+    let _ = tokio::time::timeout(STDERR_DRAIN, stderr_done).await;
     let stderr_tail = tail
         .lock()
         .expect("stderr tail lock")
@@ -549,18 +851,97 @@ async fn supervise(
                 tracing::error!(%status, "plugin process exited");
             }
             let _ = exit.send(Some(ExitInfo {
-                status,
+                status: Some(status),
                 stderr_tail,
             }));
         }
-        Err(err) => tracing::error!(error = %err, "waiting for the plugin process failed"),
+        Err(err) => {
+            tracing::error!(error = %err, "waiting for the plugin process failed");
+            // Publish anyway, so that nobody waits for an exit that will never be reported.
+            let _ = exit.send(Some(ExitInfo {
+                status: None,
+                stderr_tail,
+            }));
+        }
+    }
+}
+
+/// The plugin's first stdout line, or why there is none.
+enum FirstLine {
+    Line(String),
+    /// End of file (or a read error) before any byte.
+    Closed,
+    /// Longer than [`MAX_HANDSHAKE_LINE`].
+    TooLong,
+}
+
+/// Reads the plugin's first stdout line as go-plugin's scanner does: any bytes (invalid UTF-8 is
+/// replaced, not an error), a last line without a newline counts, a line over 64 KiB does not.
+async fn read_first_line(stdout: &mut BufReader<ChildStdout>) -> FirstLine {
+    let mut line = Vec::new();
+    let limit = MAX_HANDSHAKE_LINE as u64 + 1;
+    match (&mut *stdout)
+        .take(limit)
+        .read_until(b'\n', &mut line)
+        .await
+    {
+        Ok(0) | Err(_) => FirstLine::Closed,
+        Ok(_) if line.len() > MAX_HANDSHAKE_LINE => FirstLine::TooLong,
+        Ok(_) => FirstLine::Line(String::from_utf8_lossy(&line).into_owned()),
+    }
+}
+
+/// The plugin's private socket directory (`PLUGIN_UNIX_SOCKET_DIR`), as go-plugin creates one
+/// for `RunnerFunc` hosts: `plugin-dir<random>` (mode 0700) inside the directory the plugin would
+/// otherwise use (its `PLUGIN_UNIX_SOCKET_DIR`, else `TMPDIR`, else `/tmp`). Removed with its
+/// contents when dropped.
+#[derive(Debug)]
+struct SocketDir(PathBuf);
+
+impl SocketDir {
+    /// `None` (the plugin then uses the base directory itself) if it cannot be created.
+    fn create(env: &[(String, String)]) -> Option<SocketDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let var = |name: &str| {
+            env.iter()
+                .rev()
+                .find(|(key, value)| key == name && !value.is_empty())
+                .map(|(_, value)| PathBuf::from(value))
+        };
+        let base = var(super::env::PLUGIN_UNIX_SOCKET_DIR)
+            .or_else(|| var("TMPDIR"))
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        for _ in 0..100 {
+            let dir = base.join(format!("plugin-dir{}", fastrand::u32(..)));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Some(SocketDir(dir)),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(err) => {
+                    tracing::debug!(dir = %base.display(), error = %err, "no private socket directory for the plugin");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
 /// Hashes the binary with SHA-256 and compares in constant time.
 async fn verify_checksum(cmd: &Path, expected: &[u8; 32]) -> Result<(), StartError> {
     use sha2::Digest;
-    let bytes = tokio::fs::read(cmd).await.map_err(StartError::ChecksumIo)?;
+    let bytes = tokio::fs::read(cmd).await.map_err(|err| {
+        // Go's error names the file; io::Error does not.
+        StartError::ChecksumIo(std::io::Error::new(
+            err.kind(),
+            format!("{}: {err}", cmd.display()),
+        ))
+    })?;
     let actual = sha2::Sha256::digest(&bytes);
     if subtle::ConstantTimeEq::ct_eq(actual.as_slice(), expected.as_slice()).into() {
         Ok(())

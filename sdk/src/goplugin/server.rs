@@ -19,6 +19,7 @@ use super::handshake::{
     negotiate_version,
 };
 use super::mux::{MuxError, Muxer};
+use super::reattach::{ReattachAddr, ReattachConfig};
 use super::stdio::{Capture, StdioService};
 use super::tls::{self, Identity, PinnedCert, TlsError};
 use super::transport::{ListenError, ListenSpec, Listener, SocketOptions};
@@ -28,7 +29,7 @@ use crate::proto::plugin::grpc_controller_server::{GrpcController, GrpcControlle
 
 /// How long in-flight calls may finish after `Shutdown` before the server is dropped; well
 /// inside go-plugin's 2 s grace period.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
 /// What the services of one protocol version get to build themselves.
 #[derive(Debug, Clone)]
@@ -62,6 +63,7 @@ pub struct PluginServer {
     versions: BTreeMap<u32, ServicesFn>,
     tcp: bool,
     capture_stdio: bool,
+    debug: bool,
     reflection: Vec<&'static [u8]>,
 }
 
@@ -122,6 +124,7 @@ impl PluginServer {
             versions: BTreeMap::new(),
             tcp: false,
             capture_stdio: true,
+            debug: false,
             reflection: Vec::new(),
         }
     }
@@ -174,14 +177,31 @@ impl PluginServer {
         }
     }
 
+    /// Debug mode (go-plugin's test/reattach serving, what Terraform's provider debug mode
+    /// uses): no cookie check, no host environment, the highest version, no stdio capture; instead
+    /// of the handshake line, one JSON line with the [`ReattachConfig`] a host passes to
+    /// [`PluginClient::attach`](super::host::PluginClient::attach). Ctrl-C stops it.
+    pub fn debug(mut self, enable: bool) -> PluginServer {
+        self.debug = enable;
+        self
+    }
+
     /// Serves until the host calls `GRPCController/Shutdown` (or the server fails). The socket
     /// file is removed before this returns.
     pub async fn serve(mut self) -> Result<(), ServeError> {
-        self.handshake.check_cookie(super::env::process_lookup)?;
-        let env = PluginEnv::from_process();
         if self.versions.is_empty() {
             return Err(ServeError::NoVersions);
         }
+        let env = if self.debug {
+            let all: Vec<String> = self.versions.keys().map(u32::to_string).collect();
+            PluginEnv {
+                protocol_versions: Some(all.join(",")),
+                ..PluginEnv::default()
+            }
+        } else {
+            self.handshake.check_cookie(super::env::process_lookup)?;
+            PluginEnv::from_process()
+        };
         let supported = self.versions.keys().copied().collect();
         let negotiated = negotiate_version(
             &supported,
@@ -256,7 +276,11 @@ impl PluginServer {
         }
 
         // Before the handshake: a host may signal as soon as it has read the line.
-        ignore_sigint();
+        if self.debug {
+            stop_on_sigint(shutdown.clone());
+        } else {
+            ignore_sigint();
+        }
         let line = HandshakeLine {
             core_version: CORE_PROTOCOL_VERSION,
             app_version: version,
@@ -270,11 +294,27 @@ impl PluginServer {
             multiplex: env.multiplex_announced,
         };
         {
+            let announcement = if self.debug {
+                let reattach = ReattachConfig {
+                    protocol: "grpc".to_owned(),
+                    protocol_version: version,
+                    addr: ReattachAddr {
+                        network: line.network.to_string(),
+                        string: line.address.clone(),
+                    },
+                    pid: std::process::id(),
+                    test: true,
+                };
+                let json = serde_json::to_string(&reattach).expect("reattach config serializes");
+                format!("{json}\n")
+            } else {
+                line.to_line()
+            };
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(line.to_line().as_bytes())?;
+            stdout.write_all(announcement.as_bytes())?;
             stdout.flush()?;
         }
-        let capture = if self.capture_stdio {
+        let capture = if self.capture_stdio && !self.debug {
             Capture::start()?
         } else {
             Capture::disabled()
@@ -342,6 +382,20 @@ fn add_reflection(routes: &mut RoutesBuilder, sets: &[&'static [u8]]) {
             routes.add_service(service);
         }
         Err(err) => tracing::warn!(error = %err, "gRPC reflection (v1alpha) not served"),
+    }
+}
+
+/// In debug mode the developer's Ctrl-C stops the plugin.
+fn stop_on_sigint(shutdown: CancellationToken) {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        Ok(mut signals) => {
+            tokio::spawn(async move {
+                if signals.recv().await.is_some() {
+                    shutdown.cancel();
+                }
+            });
+        }
+        Err(err) => tracing::warn!(error = %err, "could not install the SIGINT handler"),
     }
 }
 

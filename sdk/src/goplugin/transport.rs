@@ -320,6 +320,16 @@ pub enum DialError {
     /// go-plugin accepts only `unix` and `tcp`.
     #[error("unknown address type: {0}")]
     UnknownNetwork(String),
+    /// The raw connection failed.
+    #[error("connecting to {network} {address}: {source}")]
+    Io {
+        /// The network.
+        network: String,
+        /// The address.
+        address: String,
+        /// The OS error.
+        source: io::Error,
+    },
     /// The connection or its HTTP/2 setup failed.
     #[error("dialing {network} {address}: {source}")]
     Connect {
@@ -340,11 +350,7 @@ pub async fn dial(
     address: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Channel, DialError> {
-    let target = match network {
-        "unix" => Target::Unix(PathBuf::from(address)),
-        "tcp" => Target::Tcp(address.to_owned()),
-        other => return Err(DialError::UnknownNetwork(other.to_owned())),
-    };
+    let target = Target::parse(network, address)?;
     let endpoint = Endpoint::from_static("http://localhost")
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true);
@@ -352,14 +358,7 @@ pub async fn dial(
         let target = target.clone();
         let tls = tls.clone();
         async move {
-            let raw = match &target {
-                Target::Unix(path) => BoxedIo::new(UnixStream::connect(path).await?),
-                Target::Tcp(addr) => {
-                    let stream = TcpStream::connect(addr).await?;
-                    stream.set_nodelay(true)?;
-                    BoxedIo::new(stream)
-                }
-            };
+            let raw = target.connect().await?;
             let io = match tls {
                 Some(config) => {
                     let connector = tokio_rustls::TlsConnector::from(config);
@@ -384,4 +383,37 @@ pub async fn dial(
 enum Target {
     Unix(PathBuf),
     Tcp(String),
+}
+
+impl Target {
+    fn parse(network: &str, address: &str) -> Result<Target, DialError> {
+        match network {
+            "unix" => Ok(Target::Unix(PathBuf::from(address))),
+            "tcp" => Ok(Target::Tcp(address.to_owned())),
+            other => Err(DialError::UnknownNetwork(other.to_owned())),
+        }
+    }
+
+    async fn connect(&self) -> io::Result<BoxedIo> {
+        Ok(match self {
+            Target::Unix(path) => BoxedIo::new(UnixStream::connect(path).await?),
+            Target::Tcp(addr) => {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                BoxedIo::new(stream)
+            }
+        })
+    }
+}
+
+/// Opens one raw connection to `network`/`address` (for a multiplexed session on top).
+pub async fn connect_raw(network: &str, address: &str) -> Result<BoxedIo, DialError> {
+    Target::parse(network, address)?
+        .connect()
+        .await
+        .map_err(|source| DialError::Io {
+            network: network.to_owned(),
+            address: address.to_owned(),
+            source,
+        })
 }

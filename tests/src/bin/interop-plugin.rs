@@ -1,7 +1,8 @@
 //! A Rust go-plugin plugin serving `interop.v1.Echo`, launched by the Go host in the interop
 //! matrix (`tests/go/cmd/gohost`) and by the plugin-side error tests. Flags: `--versions 1,2`
 //! (app protocol versions served), `--tcp` (listen on loopback TCP instead of a unix socket) and
-//! `--reflection` (serve gRPC reflection for the interop tree).
+//! `--reflection` (serve gRPC reflection for the interop tree) and `--debug` (debug mode: print
+//! reattach details instead of a handshake).
 
 use spire_plugin_sdk::bridge::ClientBridge;
 use spire_plugin_sdk::goplugin::broker::Broker;
@@ -80,11 +81,13 @@ async fn main() {
     let mut versions = vec![1];
     let mut tcp = false;
     let mut reflection = false;
+    let mut debug = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--tcp" => tcp = true,
             "--reflection" => reflection = true,
+            "--debug" => debug = true,
             "--versions" => {
                 let list = iter.next().map(String::as_str).unwrap_or("");
                 versions = list
@@ -95,7 +98,9 @@ async fn main() {
             other => tracing::warn!(argument = other, "unknown argument ignored"),
         }
     }
-    let mut server = PluginServer::new(spire_plugin_tests::interop_handshake()).tcp(tcp);
+    let mut server = PluginServer::new(spire_plugin_tests::interop_handshake())
+        .tcp(tcp)
+        .debug(debug);
     if reflection {
         server = server.reflection(spire_plugin_tests::interop::FILE_DESCRIPTOR_SET);
     }
