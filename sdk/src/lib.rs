@@ -29,6 +29,7 @@ extern crate self as spire_plugin_sdk;
 
 pub mod bridge;
 pub mod goplugin;
+pub mod spire;
 
 #[doc(hidden)]
 pub mod __codegen;
