@@ -10,6 +10,8 @@ mod host_matrix;
 mod parent_death;
 mod plugin_errors;
 mod reattach;
+mod spire_catalog;
+mod spire_plugins;
 mod support;
 mod tidy;
 mod wire_identity;

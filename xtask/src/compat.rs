@@ -459,7 +459,7 @@ mod tests {
         // ... unless a newer version package is introduced.
         write(repo, "proto/a/v2/a.proto", V2);
         assert_eq!(policy_failures(repo), 0);
-        // Unversioned packages can never break.
+        // A break in an unversioned package always fails: there is no version to move to.
         write(
             repo,
             "proto/plugin/p.proto",

@@ -33,7 +33,7 @@ pub(crate) enum Task {
     /// segment is `vN` is released, and a break inside it fails unless the current tree
     /// introduces a newer `vM` of that package; breaks in unstable packages (`v1alpha1`,
     /// `v1beta1`, `v1test`) are reported but pass; packages without a version (`plugin`,
-    /// `spire.plugin.types`) can never break. Without `--category`, the policy enforces
+    /// `spire.plugin.types`) have no version to move to, so any break in them fails. Without `--category`, the policy enforces
     /// `package` and `source`: our Go and Rust consumers both see one API per package.
     ///
     /// Exit status: 0 compatible, 1 breaking findings, 2 usage or load error.

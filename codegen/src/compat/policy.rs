@@ -2,7 +2,8 @@
 //! released API, and a break inside it fails unless the current tree introduces a newer version
 //! of that package (`vM`, M > N, absent from the previous tree), which is how plugins are told
 //! to move. Unstable versions (`v1alpha1`, `v2beta3`, `v1test`) may break freely. Packages
-//! without a version (`plugin`, `spire.plugin.types`) are released and can never break.
+//! without a version (`plugin`, `spire.plugin.types`) have no version to move to: any break in
+//! them fails.
 
 use super::{Comparison, Finding};
 

@@ -126,9 +126,9 @@ impl<W> HclogLayer<W> {
         self
     }
 
-    /// Installs this layer, on a `tracing_subscriber` registry and with no level filter, as the
-    /// global default subscriber (and, where `tracing-subscriber`'s `tracing-log` feature is
-    /// on, routes `log` records to it).
+    /// Installs this layer, on a `tracing_subscriber` registry, as the global default subscriber
+    /// (and, where `tracing-subscriber`'s `tracing-log` feature is on, routes `log` records to
+    /// it), filtered by [`default_filter`].
     ///
     /// # Errors
     ///
@@ -138,7 +138,7 @@ impl<W> HclogLayer<W> {
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
         tracing_subscriber::registry()
-            .with(self)
+            .with(self.with_filter(default_filter()))
             .try_init()
             .map_err(InitError)
     }
@@ -163,9 +163,21 @@ impl<W> fmt::Debug for HclogLayer<W> {
     }
 }
 
-/// Installs [`HclogLayer::new`] as the global default subscriber, with no level filter: the
-/// plugin logs at Trace to the real stderr, like a Go plugin's default logger. Call it before
-/// anything redirects stderr.
+/// The filter [`init`] uses: `RUST_LOG` when set, otherwise everything at Trace (a Go plugin's
+/// default logger level) except the transport libraries under the plugin (h2, hyper, tower,
+/// tonic, rustls, yamux), which log thousands of per-frame lines at Debug and Trace and
+/// have no counterpart in a Go plugin's log; they stay at Info.
+pub fn default_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "trace,h2=info,hyper=info,hyper_util=info,tower=info,tonic=info,rustls=info,yamux=info",
+        )
+    })
+}
+
+/// Installs [`HclogLayer::new`] as the global default subscriber: the plugin logs at Trace to the
+/// real stderr, like a Go plugin's default logger, with transport libraries quieted (see
+/// [`default_filter`]). Call it before anything redirects stderr.
 ///
 /// # Errors
 ///

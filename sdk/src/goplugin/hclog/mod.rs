@@ -42,7 +42,9 @@ pub mod timestamp;
 #[cfg(test)]
 mod tests;
 
-pub use layer::{HclogLayer, InitError, OriginalStderr, OriginalStderrWriter, init};
+pub use layer::{
+    HclogLayer, InitError, OriginalStderr, OriginalStderrWriter, default_filter, init,
+};
 pub use level::Level;
 pub use parse::{EntryKind, LogEntry, ParserState, parse_line};
 pub use reader::{DEFAULT_BUFFER_SIZE, Line, LineKind, LineReader, MIN_BUFFER_SIZE};
