@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+pub mod key_manager;
+pub mod workload_attestor;
+
 /// The root of the workspace (the directory holding `proto/`, `sdk/` and `tests/`).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

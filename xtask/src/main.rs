@@ -11,16 +11,19 @@ mod bench;
 mod compat;
 mod flags;
 mod gen_code;
+mod plugin_check;
 mod util;
 
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     let flags = flags::Xtask::parse();
+    let invoked_from = std::env::current_dir()?;
     std::env::set_current_dir(util::project_root())?;
     match flags.task {
         flags::Task::Gen(gen_flags) => gen_code::run(&gen_flags),
         flags::Task::Bench(bench_flags) => bench::run(&bench_flags),
         flags::Task::Compat(compat_flags) => compat::run(&compat_flags),
+        flags::Task::PluginCheck(check_flags) => plugin_check::run(&check_flags, &invoked_from),
     }
 }

@@ -3,4 +3,6 @@
 //! Facts: `../shared/PROTOCOL.md` §2.
 
 pub mod catalog;
+pub mod check;
 pub mod plugin;
+pub mod plugintest;

@@ -87,6 +87,11 @@ impl HostServices {
     pub fn names(&self) -> &[String] {
         &self.names
     }
+
+    /// The router and the names, for serving them on a broker.
+    pub(crate) fn into_parts(self) -> (RoutesBuilder, Vec<String>) {
+        (self.routes, self.names)
+    }
 }
 
 /// Settings for loading plugins.

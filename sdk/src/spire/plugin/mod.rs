@@ -264,6 +264,28 @@ impl Plugin {
     /// A [`ServeError`] for a misdeclared service.
     pub fn into_server(self) -> Result<PluginServer, ServeError> {
         let handshake = self.validate()?;
+        let capture_stdio = self.capture_stdio;
+        let server = PluginServer::new(handshake)
+            .capture_stdio(capture_stdio)
+            .version(PROTOCOL_VERSION, move |ctx| {
+                self.into_services(ctx.broker.clone())
+            });
+        Ok(server)
+    }
+
+    /// Validates the declaration, then gives every service to serve: the plugin service, the
+    /// extra services and `Init`, whose host services are dialled through `broker`. Used by
+    /// [`into_server`](Self::into_server) and by the in-process harness
+    /// ([`crate::spire::plugintest`]).
+    pub(crate) fn into_validated_services(
+        self,
+        broker: Broker,
+    ) -> Result<Vec<BridgedServer>, ServeError> {
+        self.validate()?;
+        Ok(self.into_services(broker))
+    }
+
+    fn into_services(self, broker: Broker) -> Vec<BridgedServer> {
         let names = self.service_names();
         let Plugin {
             plugin,
@@ -271,26 +293,20 @@ impl Plugin {
             host_services,
             hosts,
             close,
-            capture_stdio,
             ..
         } = self;
-        let server = PluginServer::new(handshake)
-            .capture_stdio(capture_stdio)
-            .version(PROTOCOL_VERSION, move |ctx| {
-                let init = InitService {
-                    names,
-                    declared: host_services,
-                    hosts,
-                    broker: ctx.broker.clone(),
-                    channel: OnceCell::new(),
-                    close: Mutex::new(close),
-                };
-                let mut all = vec![plugin];
-                all.extend(services);
-                all.push(InitBridge::bridged(init));
-                all
-            });
-        Ok(server)
+        let init = InitService {
+            names,
+            declared: host_services,
+            hosts,
+            broker,
+            channel: OnceCell::new(),
+            close: Mutex::new(close),
+        };
+        let mut all = vec![plugin];
+        all.extend(services);
+        all.push(InitBridge::bridged(init));
+        all
     }
 
     /// Serves until SPIRE shuts the plugin down. Installs the hclog subscriber first (unless

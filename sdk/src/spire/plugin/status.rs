@@ -10,7 +10,7 @@
 //!
 //! | Error | Code |
 //! |---|---|
-//! | [`PluginError::InvalidArgument`], [`ConfigError`](super::config::ConfigError) | `InvalidArgument` |
+//! | [`PluginError::InvalidArgument`], [`ConfigError`] | `InvalidArgument` |
 //! | [`PluginError::NotFound`] | `NotFound` |
 //! | [`PluginError::AlreadyExists`] | `AlreadyExists` |
 //! | [`PluginError::PermissionDenied`] | `PermissionDenied` |
