@@ -5,12 +5,8 @@
 //! handshake.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
-    AddSampleRequest, EmitKeyRequest, IncrCounterRequest, MeasureSinceRequest, MetricsBridge,
-    SetGaugeRequest, metrics_server::Metrics,
-};
+use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::MetricsBridge;
 use spire_plugin_sdk::proto::spire::plugin::agent::workloadattestor::v1::{
     AttestRequest, WorkloadAttestorBridge,
 };
@@ -28,59 +24,12 @@ use spire_plugin_tests::{key_manager, workload_attestor};
 use tokio::sync::oneshot;
 use tonic::Code;
 
+use crate::support::RecordingMetrics;
+
 const WORKLOAD_ATTESTOR: &str = "spire.plugin.agent.workloadattestor.v1.WorkloadAttestor";
 const KEY_MANAGER: &str = "spire.plugin.server.keymanager.v1.KeyManager";
 const CONFIG: &str = "spire.service.common.config.v1.Config";
 const METRICS: &str = "spire.hostservice.common.metrics.v1.Metrics";
-
-/// The Metrics host service as the test provides it: records IncrCounter calls.
-#[derive(Clone, Default)]
-struct RecordingMetrics(Arc<Mutex<Vec<IncrCounterRequest>>>);
-
-impl RecordingMetrics {
-    fn calls(&self) -> Vec<IncrCounterRequest> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-#[tonic::async_trait]
-impl Metrics for RecordingMetrics {
-    async fn set_gauge(
-        &self,
-        _: tonic::Request<SetGaugeRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not recorded"))
-    }
-
-    async fn emit_key(
-        &self,
-        _: tonic::Request<EmitKeyRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not recorded"))
-    }
-
-    async fn incr_counter(
-        &self,
-        request: tonic::Request<IncrCounterRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        self.0.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(()))
-    }
-
-    async fn add_sample(
-        &self,
-        _: tonic::Request<AddSampleRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not recorded"))
-    }
-
-    async fn measure_since(
-        &self,
-        _: tonic::Request<MeasureSinceRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not recorded"))
-    }
-}
 
 /// The entries of `dir`.
 fn entries(dir: &Path) -> Vec<PathBuf> {

@@ -5,13 +5,9 @@
 //! of SPIRE's load errors with its exact text. Every test checks its plugin processes are gone.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
-    AddSampleRequest, EmitKeyRequest, IncrCounterRequest, MeasureSinceRequest, MetricsBridge,
-    SetGaugeRequest, metrics_server::Metrics,
-};
+use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::MetricsBridge;
 use spire_plugin_sdk::proto::spire::plugin::agent::keymanager::v1::{
     GenerateKeyRequest, GetPublicKeysRequest, KeyManagerBridge, KeyType,
 };
@@ -31,7 +27,7 @@ use spire_plugin_sdk::spire::catalog::{
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::support::go_binary;
+use crate::support::{RecordingMetrics, go_binary};
 
 fn plugin_binary() -> PathBuf {
     go_binary("spireplugin")
@@ -308,49 +304,6 @@ async fn server_upstream_authority_server_stream() {
     unload(plugin).await;
 }
 
-/// The Metrics host service, recording IncrCounter calls.
-#[derive(Clone, Default)]
-struct RecordingMetrics(Arc<Mutex<Vec<IncrCounterRequest>>>);
-
-#[tonic::async_trait]
-impl Metrics for RecordingMetrics {
-    async fn set_gauge(
-        &self,
-        _: tonic::Request<SetGaugeRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not recorded"))
-    }
-
-    async fn emit_key(
-        &self,
-        _: tonic::Request<EmitKeyRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not recorded"))
-    }
-
-    async fn incr_counter(
-        &self,
-        request: tonic::Request<IncrCounterRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        self.0.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(()))
-    }
-
-    async fn add_sample(
-        &self,
-        _: tonic::Request<AddSampleRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not recorded"))
-    }
-
-    async fn measure_since(
-        &self,
-        _: tonic::Request<MeasureSinceRequest>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not recorded"))
-    }
-}
-
 #[tokio::test]
 async fn plugin_calls_a_host_service_on_broker_id_1() {
     let tag = tag("metrics");
@@ -369,7 +322,7 @@ async fn plugin_calls_a_host_service_on_broker_id_1() {
     );
     let plugin = load("agent", &decl, &options(), host).await.unwrap();
     attest(&plugin).await;
-    let calls = metrics.0.lock().unwrap().clone();
+    let calls = metrics.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].key, ["workload", "attest"]);
     assert_eq!(calls[0].labels[0].value, "7");

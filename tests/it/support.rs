@@ -1,13 +1,17 @@
-//! Helpers shared by the integration tests: building our Go test programs once per run, and
-//! running a child process with a hard deadline so a hung peer fails a test instead of hanging
-//! the suite.
+//! Helpers shared by the integration tests: building our Go test programs once per run, running
+//! a child process with a hard deadline so a hung peer fails a test instead of hanging the suite,
+//! and a recording Metrics host service.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::metrics_server::Metrics;
+use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
+    AddSampleRequest, EmitKeyRequest, IncrCounterRequest, MeasureSinceRequest, SetGaugeRequest,
+};
 use spire_plugin_tests::workspace_root;
 
 /// Builds `tests/go/cmd/<name>` once per test run into `<target>/go-bin/<name>`; returns its path.
@@ -70,5 +74,55 @@ pub fn run_with_deadline(mut command: Command, limit: Duration) -> Output {
             }
             None => std::thread::sleep(Duration::from_millis(20)),
         }
+    }
+}
+
+/// The Metrics host service as a test host provides it: records IncrCounter calls, refuses the rest.
+#[derive(Clone, Default)]
+pub struct RecordingMetrics(Arc<Mutex<Vec<IncrCounterRequest>>>);
+
+impl RecordingMetrics {
+    /// The IncrCounter requests received so far.
+    pub fn calls(&self) -> Vec<IncrCounterRequest> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[tonic::async_trait]
+impl Metrics for RecordingMetrics {
+    async fn set_gauge(
+        &self,
+        _: tonic::Request<SetGaugeRequest>,
+    ) -> Result<tonic::Response<()>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not recorded"))
+    }
+
+    async fn emit_key(
+        &self,
+        _: tonic::Request<EmitKeyRequest>,
+    ) -> Result<tonic::Response<()>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not recorded"))
+    }
+
+    async fn incr_counter(
+        &self,
+        request: tonic::Request<IncrCounterRequest>,
+    ) -> Result<tonic::Response<()>, tonic::Status> {
+        self.0.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(()))
+    }
+
+    async fn add_sample(
+        &self,
+        _: tonic::Request<AddSampleRequest>,
+    ) -> Result<tonic::Response<()>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not recorded"))
+    }
+
+    async fn measure_since(
+        &self,
+        _: tonic::Request<MeasureSinceRequest>,
+    ) -> Result<tonic::Response<()>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not recorded"))
     }
 }
