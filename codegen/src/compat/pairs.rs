@@ -5,7 +5,7 @@
 //!
 //! The pairs are built once per check and handed to every rule of the matching kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::index::{
     At, EnumView, FieldView, FileView, Index, MessageView, MethodView, ServiceView,
@@ -250,4 +250,28 @@ pub(crate) fn missing<'m, K: Ord, V, W>(
     previous
         .iter()
         .filter(|(key, _)| !current.contains_key(*key))
+}
+
+/// The shape of buf's file-level `*_NO_DELETE` rules: reports every previous element whose
+/// (file, name inside the package) is gone from a file the current side still has. A deleted
+/// file is left to the file rules.
+pub(crate) fn deleted_from_file<'a, T: 'a>(
+    sides: &Sides<'_>,
+    previous: impl IntoIterator<Item = &'a T>,
+    current: impl IntoIterator<Item = &'a T>,
+    key: impl Fn(&'a T) -> (&'a str, &'a str),
+    at: impl Fn(&'a T) -> At,
+    kind: &str,
+    out: &mut Out,
+) {
+    let current: BTreeSet<(&str, &str)> = current.into_iter().map(&key).collect();
+    for element in previous {
+        let (file, name) = key(element);
+        if sides.current.files.contains_key(file) && !current.contains(&(file, name)) {
+            out.push(
+                at(element),
+                format!("Previously present {kind} \"{name}\" was deleted from file."),
+            );
+        }
+    }
 }

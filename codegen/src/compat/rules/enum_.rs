@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::message::check_ranges;
 use super::quoted;
 use crate::compat::index::{Syntax, path, sub};
-use crate::compat::pairs::{EnumPair, EnumValuePair, Out, Sides};
+use crate::compat::pairs::{EnumPair, EnumValuePair, Out, Sides, deleted_from_file};
 
 /// Path segments of `EnumDescriptorProto` used only here.
 const ENUM_RESERVED_RANGE: i32 = 4;
@@ -17,26 +17,15 @@ const ENUM_MAX: i32 = i32::MAX;
 
 pub(crate) fn enum_no_delete(sides: &Sides<'_>, out: &mut Out) {
     // Within a file, enums are matched by their name inside the package, as buf does.
-    let current: BTreeSet<(&str, &str)> = sides
-        .current
-        .enums
-        .values()
-        .map(|e| (e.file.name(), e.nested_name.as_str()))
-        .collect();
-    for enum_ in sides.previous.enums.values() {
-        let file = enum_.file.name();
-        if sides.current.files.contains_key(file)
-            && !current.contains(&(file, enum_.nested_name.as_str()))
-        {
-            out.push(
-                enum_.at(),
-                format!(
-                    "Previously present enum \"{}\" was deleted from file.",
-                    enum_.nested_name
-                ),
-            );
-        }
-    }
+    deleted_from_file(
+        sides,
+        sides.previous.enums.values(),
+        sides.current.enums.values(),
+        |e| (e.file.name(), e.nested_name.as_str()),
+        |e| e.at(),
+        "enum",
+        out,
+    );
 }
 
 fn state(syntax: Syntax) -> &'static str {

@@ -7,7 +7,7 @@ use prost_types::DescriptorProto;
 use prost_types::field_descriptor_proto::Label;
 
 use crate::compat::index::{Syntax, sub};
-use crate::compat::pairs::{MessagePair, Out, Sides};
+use crate::compat::pairs::{MessagePair, Out, Sides, deleted_from_file};
 
 /// Path segments of `DescriptorProto` used only here.
 const MESSAGE_EXTENSION_RANGE: i32 = 5;
@@ -17,48 +17,27 @@ const NO_STANDARD_DESCRIPTOR_ACCESSOR: i32 = 2;
 
 pub(crate) fn message_no_delete(sides: &Sides<'_>, out: &mut Out) {
     // Within a file, messages are matched by their name inside the package, as buf does.
-    let current: BTreeSet<(&str, &str)> = sides
-        .current
-        .messages
-        .values()
-        .map(|m| (m.file.name(), m.nested_name.as_str()))
-        .collect();
-    for message in sides.previous.messages.values() {
-        let file = message.file.name();
-        if sides.current.files.contains_key(file)
-            && !current.contains(&(file, message.nested_name.as_str()))
-        {
-            out.push(
-                message.at(),
-                format!(
-                    "Previously present message \"{}\" was deleted from file.",
-                    message.nested_name
-                ),
-            );
-        }
-    }
+    deleted_from_file(
+        sides,
+        sides.previous.messages.values(),
+        sides.current.messages.values(),
+        |m| (m.file.name(), m.nested_name.as_str()),
+        |m| m.at(),
+        "message",
+        out,
+    );
 }
 
 pub(crate) fn extension_no_delete(sides: &Sides<'_>, out: &mut Out) {
-    let current: BTreeSet<(&str, &str)> = sides
-        .current
-        .extensions
-        .iter()
-        .map(|e| (e.file.name(), e.nested_name()))
-        .collect();
-    for ext in &sides.previous.extensions {
-        if sides.current.files.contains_key(ext.file.name())
-            && !current.contains(&(ext.file.name(), ext.nested_name()))
-        {
-            out.push(
-                ext.at(),
-                format!(
-                    "Previously present extension \"{}\" was deleted from file.",
-                    ext.nested_name()
-                ),
-            );
-        }
-    }
+    deleted_from_file(
+        sides,
+        &sides.previous.extensions,
+        &sides.current.extensions,
+        |e| (e.file.name(), e.nested_name()),
+        |e| e.at(),
+        "extension",
+        out,
+    );
 }
 
 pub(crate) fn message_no_remove_standard_descriptor_accessor(

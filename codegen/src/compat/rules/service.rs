@@ -4,30 +4,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::compat::index::{Index, MethodView, path};
-use crate::compat::pairs::{MethodPair, Out, ServicePair, Sides};
+use crate::compat::pairs::{MethodPair, Out, ServicePair, Sides, deleted_from_file};
 
 /// `MethodOptions.idempotency_level`.
 const METHOD_IDEMPOTENCY_LEVEL: i32 = 34;
 
 pub(crate) fn service_no_delete(sides: &Sides<'_>, out: &mut Out) {
-    let current: BTreeSet<(&str, &str)> = sides
-        .current
-        .services
-        .values()
-        .map(|s| (s.file.name(), s.name()))
-        .collect();
-    for service in sides.previous.services.values() {
-        let file = service.file.name();
-        if sides.current.files.contains_key(file) && !current.contains(&(file, service.name())) {
-            out.push(
-                service.at(),
-                format!(
-                    "Previously present service \"{}\" was deleted from file.",
-                    service.name()
-                ),
-            );
-        }
-    }
+    deleted_from_file(
+        sides,
+        sides.previous.services.values(),
+        sides.current.services.values(),
+        |s| (s.file.name(), s.name()),
+        |s| s.at(),
+        "service",
+        out,
+    );
 }
 
 /// The gRPC path of every rpc of a side: `/package.Service/Method`.
