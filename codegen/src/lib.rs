@@ -65,6 +65,7 @@ mod load;
 mod manifest;
 mod model;
 mod names;
+pub mod scaffold;
 
 pub use config::Config;
 pub use error::Error;

@@ -51,7 +51,7 @@ fn module_ident(segment: &str) -> String {
     }
 }
 
-fn is_keyword(word: &str) -> bool {
+pub(crate) fn is_keyword(word: &str) -> bool {
     matches!(
         word,
         "as" | "break"

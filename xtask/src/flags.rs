@@ -44,7 +44,8 @@ pub(crate) enum Task {
     /// services SPIRE offers on that side, answering safely in-process), services, configure,
     /// validate (Unimplemented tolerated), rpc (one harmless call where the type has one:
     /// KeyManager GetPublicKeys, WorkloadAttestor Attest of this process, server NodeAttestor
-    /// Attest with an empty stream; others skipped), unload (Deinit and exit).
+    /// Attest with an empty stream; others skipped; an `Unimplemented` answer is a warning, not a
+    /// failure), unload (Deinit and exit).
     ///
     /// `--config`: when the file has a top-level `plugin_data` block or attribute, the plugin
     /// is configured with that body (re-printed as SPIRE does); otherwise with the whole file,
@@ -52,6 +53,17 @@ pub(crate) enum Task {
     ///
     /// Exit status: 0 every step passed, 1 a step failed, 2 usage error.
     PluginCheck(PluginCheck),
+    /// Create a plugin project of one SPIRE plugin type: a crate that builds, serves every RPC
+    /// of the type (answering `Unimplemented` until written), has a typed, validated HCL
+    /// configuration, tests (in-process and through the built binary, plus the plugin-check
+    /// conformance check) and a README with the SPIRE configuration to load it.
+    ///
+    /// Outside this workspace the project is a workspace of its own (the default `--sdk-path`
+    /// also copies this checkout's Cargo.lock, so it builds offline); inside it, it is added to
+    /// the workspace's members. Relative paths are taken from the current directory.
+    ///
+    /// Exit status: 0 created, 1 refused (unknown type, invalid name, non-empty directory).
+    New(New),
 }
 
 #[derive(Debug, Args)]
@@ -175,4 +187,25 @@ fn parse_target(text: &str) -> Result<String, String> {
     spire_plugin_sdk::spire::check::split_target(text)
         .map(|_| text.to_owned())
         .ok_or_else(|| format!("expected <side>/<Type>, e.g. agent/KeyManager; got {text:?}"))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct New {
+    /// The plugin type, `<side>/<Type>`: agent/KeyManager, agent/NodeAttestor, agent/SVIDStore,
+    /// agent/WorkloadAttestor, server/BundlePublisher, server/CredentialComposer,
+    /// server/KeyManager, server/NodeAttestor, server/Notifier, server/UpstreamAuthority (case,
+    /// `-` and `_` do not matter: `agent/workload-attestor` works).
+    pub(crate) target: String,
+    /// The crate name; cased to kebab-case (`MyAttestor` → `my-attestor`), which also names the
+    /// binary.
+    pub(crate) name: String,
+    /// The directory to create (default: `./<name>`); it must not exist or be empty.
+    #[arg(long)]
+    pub(crate) dir: Option<std::path::PathBuf>,
+    /// Depend on spire-plugin-sdk at this path (default: this checkout's `sdk/`).
+    #[arg(long, conflicts_with = "sdk_version")]
+    pub(crate) sdk_path: Option<std::path::PathBuf>,
+    /// Depend on this version of spire-plugin-sdk from the registry instead of a path.
+    #[arg(long)]
+    pub(crate) sdk_version: Option<String>,
 }

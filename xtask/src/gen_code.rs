@@ -1,5 +1,6 @@
 //! `cargo xtask gen [--check]`: renders `proto/` into `sdk/src/proto/` through the codegen
-//! library, or (with `--check`) proves the committed files are exactly what it would write.
+//! library and one starter project per plugin type into `examples/`, or (with `--check`)
+//! proves the committed files are exactly what it would write.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -8,8 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use spire_plugin_codegen::{Config, GeneratedFile};
 
-use crate::flags;
 use crate::util::read_proto_tree;
+use crate::{flags, scaffold};
 
 /// Where the proto tree lives, relative to the workspace root.
 pub(crate) const PROTO_DIR: &str = "proto";
@@ -17,16 +18,33 @@ pub(crate) const PROTO_DIR: &str = "proto";
 pub(crate) const OUT_DIR: &str = "sdk/src/proto";
 
 pub(crate) fn run(flags: &flags::Gen) -> Result<()> {
-    sync(Path::new(PROTO_DIR), Path::new(OUT_DIR), flags.check)
+    let proto_dir = Path::new(PROTO_DIR);
+    let code = generate(proto_dir)?;
+    let examples = scaffold::examples(proto_dir)?;
+    let mut stale = Vec::new();
+    for (out, files) in [(OUT_DIR, &code), (scaffold::EXAMPLES_DIR, &examples)] {
+        if let Err(err) = apply(Path::new(out), files, flags.check) {
+            stale.push(format!("{err:#}"));
+        }
+    }
+    if !stale.is_empty() {
+        bail!("{}", stale.join("\n"));
+    }
+    Ok(())
 }
 
 /// Renders the proto tree at `proto_dir` into `out`: writes missing and stale files and removes
 /// files no longer generated, or with `check` only fails if there are any. Generation happens in
 /// memory first, so a broken tree fails before anything in `out` is touched.
-#[allow(clippy::print_stderr, reason = "a task reports what it did on stderr")]
+#[cfg(test)]
 pub(crate) fn sync(proto_dir: &Path, out: &Path, check: bool) -> Result<()> {
-    let files = generate(proto_dir)?;
-    let drift = compare(out, &files)?;
+    apply(out, &generate(proto_dir)?, check)
+}
+
+/// Makes `out` hold exactly `files` (or, with `check`, fails naming every difference).
+#[allow(clippy::print_stderr, reason = "a task reports what it did on stderr")]
+pub(crate) fn apply(out: &Path, files: &[GeneratedFile], check: bool) -> Result<()> {
+    let drift = compare(out, files)?;
     let shown = out.display();
     if check {
         if drift.is_empty() {
@@ -36,9 +54,13 @@ pub(crate) fn sync(proto_dir: &Path, out: &Path, check: bool) -> Result<()> {
         bail!("{}", report(out, &drift));
     }
     fs::create_dir_all(out).with_context(|| format!("creating {shown}"))?;
-    for file in &files {
+    for file in files {
         let path = out.join(&file.path);
         if drift.iter().any(|d| d.path == file.path) {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
             fs::write(&path, &file.contents)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
@@ -46,6 +68,7 @@ pub(crate) fn sync(proto_dir: &Path, out: &Path, check: bool) -> Result<()> {
     for extra in drift.iter().filter(|d| d.kind == DriftKind::Extra) {
         let path = out.join(&extra.path);
         fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        remove_empty_parents(out, &path);
     }
     eprintln!(
         "{shown}: {} files generated, {} changed, {} removed",
@@ -54,6 +77,17 @@ pub(crate) fn sync(proto_dir: &Path, out: &Path, check: bool) -> Result<()> {
         drift.iter().filter(|d| d.kind == DriftKind::Extra).count()
     );
     Ok(())
+}
+
+/// Removes the directories between `path` and `out` that its removal left empty.
+fn remove_empty_parents(out: &Path, path: &Path) {
+    let mut dir = path.parent();
+    while let Some(current) = dir {
+        if current == out || fs::remove_dir(current).is_err() {
+            break;
+        }
+        dir = current.parent();
+    }
 }
 
 /// Renders the proto tree at `proto_dir` in memory.
@@ -105,23 +139,40 @@ pub(crate) fn compare(out: &Path, files: &[GeneratedFile]) -> Result<Vec<Drift>>
         }
     }
     let expected: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
-    if out.is_dir() {
-        let mut present: Vec<String> = fs::read_dir(out)
-            .with_context(|| format!("listing {}", out.display()))?
-            .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("listing {}", out.display()))?;
-        present.sort();
-        for name in present {
-            if !expected.contains(name.as_str()) {
-                drift.push(Drift {
-                    path: name,
-                    kind: DriftKind::Extra,
-                });
-            }
+    let mut present = Vec::new();
+    list_files(out, "", &mut present)?;
+    present.sort();
+    for name in present {
+        if !expected.contains(name.as_str()) {
+            drift.push(Drift {
+                path: name,
+                kind: DriftKind::Extra,
+            });
         }
     }
     Ok(drift)
+}
+
+/// Every file below `dir` as a `/`-separated path after `prefix`, skipping Cargo's `target`
+/// directories (a project built on its own keeps one).
+fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let entries = fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = format!("{prefix}{name}");
+        if entry.path().is_dir() {
+            if name != "target" {
+                list_files(&entry.path(), &format!("{path}/"), out)?;
+            }
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn report(out: &Path, drift: &[Drift]) -> String {

@@ -12,6 +12,7 @@ mod compat;
 mod flags;
 mod gen_code;
 mod plugin_check;
+mod scaffold;
 mod util;
 
 use clap::Parser;
@@ -25,5 +26,6 @@ fn main() -> anyhow::Result<()> {
         flags::Task::Bench(bench_flags) => bench::run(&bench_flags),
         flags::Task::Compat(compat_flags) => compat::run(&compat_flags),
         flags::Task::PluginCheck(check_flags) => plugin_check::run(&check_flags, &invoked_from),
+        flags::Task::New(new_flags) => scaffold::new(&new_flags, &invoked_from),
     }
 }

@@ -66,6 +66,14 @@ pub const HOST_SERVICE_BROKER_ID: u32 = 1;
 /// The go-plugin app protocol version of every SPIRE plugin.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The stream a server-streaming or bidirectional RPC answers with, for the associated
+/// `…Stream` types of the generated service traits: `type MintX509CAAndSubscribeStream =
+/// ResponseStream<MintX509caResponse>;`. Build one with `Box::pin(stream)` from any
+/// `Stream<Item = Result<T, Status>> + Send + 'static` (e.g. `tokio_stream::iter`, or a
+/// `tokio_stream::wrappers::ReceiverStream` fed by a task).
+pub type ResponseStream<T> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
 type CloseHook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), String>> + Send>;
 
 /// Why a [`Plugin`] could not be served.

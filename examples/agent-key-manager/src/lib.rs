@@ -1,0 +1,30 @@
+//! `agent-key-manager`: a SPIRE agent/KeyManager plugin. Creates and holds the private keys of the
+//! SPIRE agent and signs with them.
+//!
+//! [`plugin()`] assembles what the binary serves: the KeyManager service
+//! ([`AgentKeyManager`], in [`mod@plugin`]), SPIRE's Config service with the typed
+//! configuration ([`AgentKeyManagerConfig`], in [`config`]), the host services the plugin may
+//! call (optional: the plugin also runs where SPIRE does not offer them), and a close hook.
+
+pub mod config;
+pub mod plugin;
+
+use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::MetricsBridge;
+use spire_plugin_sdk::proto::spire::plugin::agent::keymanager::v1::KeyManagerBridge;
+use spire_plugin_sdk::proto::spire::service::common::config::v1::ConfigBridge;
+use spire_plugin_sdk::spire::plugin::{Plugin, Requirement};
+
+pub use crate::config::AgentKeyManagerConfig;
+pub use crate::plugin::AgentKeyManager;
+
+/// The plugin as SPIRE loads it. `Init` reports the KeyManager and Config services;
+/// the host services are bound when SPIRE offers them;
+/// `Deinit` runs [`AgentKeyManager::close`].
+pub fn plugin() -> Plugin {
+    let plugin = AgentKeyManager::default();
+    Plugin::new(KeyManagerBridge::bridged(plugin.clone()))
+        .service(ConfigBridge::bridged(plugin.clone()))
+        .host_service::<MetricsBridge>(Requirement::Optional)
+        .host_services(plugin.host_services())
+        .on_close(move || async move { plugin.close().await })
+}

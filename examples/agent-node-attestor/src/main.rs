@@ -1,0 +1,7 @@
+//! The `agent-node-attestor` binary: serves the plugin to SPIRE over go-plugin's gRPC protocol.
+//! SPIRE starts it; run by hand it explains that it is a plugin and exits.
+
+#[tokio::main]
+async fn main() {
+    agent_node_attestor::plugin().serve_or_exit().await
+}

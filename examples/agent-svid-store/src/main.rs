@@ -1,0 +1,7 @@
+//! The `agent-svid-store` binary: serves the plugin to SPIRE over go-plugin's gRPC protocol.
+//! SPIRE starts it; run by hand it explains that it is a plugin and exits.
+
+#[tokio::main]
+async fn main() {
+    agent_svid_store::plugin().serve_or_exit().await
+}

@@ -1,0 +1,6 @@
+# An example configuration of server-bundle-publisher: the `plugin_data` of its declaration in
+# SPIRE's server.conf, which SPIRE sends to the plugin's Configure RPC. The tests and
+# `cargo xtask plugin-check --config plugin.hcl` configure the plugin with it.
+plugin_data {
+  destination = "bundles/example.org.json"
+}

@@ -1,0 +1,45 @@
+//! What the tests share: configurations the plugin accepts and refuses, and each RPC's
+//! current answer. When you write an RPC, change its assertion here.
+
+use spire_plugin_sdk::proto::spire::plugin::server::bundlepublisher::v1::{
+    self as api, bundle_publisher_client::BundlePublisherClient,
+};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A configuration the plugin accepts: the `plugin_data` of `plugin.hcl`.
+pub const GOOD_HCL: &str = r#"
+destination = "bundles/example.org.json"
+"#;
+
+/// A configuration with a key the plugin does not know.
+pub const UNKNOWN_KEY_HCL: &str = r#"
+destination = "bundles/example.org.json"
+no_such_key = true
+"#;
+
+/// A configuration whose `destination` the validation refuses.
+pub const INVALID_HCL: &str = r#"
+destination = ""
+"#;
+
+/// What the plugin says about [`INVALID_HCL`].
+pub const INVALID_PROBLEM: &str = "`destination` must not be empty";
+
+/// Calls every RPC of the BundlePublisher service with an empty request and checks its
+/// answer: `Unimplemented`, naming the RPC, until it is written.
+pub async fn assert_rpc_answers(mut client: BundlePublisherClient<Channel>) {
+    let status = client
+        .publish_bundle(api::PublishBundleRequest::default())
+        .await
+        .expect_err("PublishBundle is not written yet");
+    assert_eq!(
+        status.code(),
+        Code::Unimplemented,
+        "PublishBundle: {status:?}"
+    );
+    assert!(
+        status.message().contains("PublishBundle"),
+        "PublishBundle: {status:?}"
+    );
+}

@@ -1,0 +1,45 @@
+//! The built `server-credential-composer` binary, loaded as SPIRE loads it: go-plugin handshake, `Init`,
+//! `Configure`, every RPC, `Deinit`; and the conformance check `cargo xtask plugin-check` runs.
+
+mod common;
+
+use spire_plugin_sdk::proto::spire::plugin::server::credentialcomposer::v1::CredentialComposerBridge;
+use spire_plugin_sdk::spire::check::{self, CheckOptions};
+use spire_plugin_sdk::spire::plugintest::{HostServices, load_binary};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_server-credential-composer");
+const PLUGIN_TYPE: &str = "server/CredentialComposer";
+
+#[tokio::test]
+async fn loads_configures_and_answers() {
+    let plugin = load_binary(PLUGIN_TYPE, BINARY, common::GOOD_HCL, HostServices::new())
+        .await
+        .expect("the binary loads with the example configuration");
+    assert!(plugin.serves("spire.plugin.server.credentialcomposer.v1.CredentialComposer"));
+    common::assert_rpc_answers(plugin.client::<CredentialComposerBridge>().expect("client")).await;
+    let unloaded = plugin.unload().await;
+    assert_eq!(unloaded.deinit, Ok(()), "{unloaded:?}");
+}
+
+#[tokio::test]
+async fn refuses_bad_configurations() {
+    for (hcl, expected) in [
+        (common::UNKNOWN_KEY_HCL, "no_such_key"),
+        (common::INVALID_HCL, common::INVALID_PROBLEM),
+    ] {
+        let err = load_binary(PLUGIN_TYPE, BINARY, hcl, HostServices::new())
+            .await
+            .expect_err("the configuration is refused");
+        let message = err.to_string();
+        assert!(message.contains("failed to configure plugin"), "{message}");
+        assert!(message.contains(expected), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn passes_plugin_check() {
+    let mut options = CheckOptions::new(PLUGIN_TYPE, BINARY);
+    options.config = Some(include_str!("../plugin.hcl").to_owned());
+    let report = check::run(&options).await;
+    assert!(report.passed(), "{}", report.to_text());
+}

@@ -1,0 +1,119 @@
+//! The KeyManager service of `server-key-manager`. Creates and holds the signing keys of the SPIRE
+//! server and signs with them.
+//!
+//! Every RPC answers `Unimplemented` until you write it; the doc comment on each says what
+//! SPIRE sends and what it expects back. Read the configuration with
+//! [`ServerKeyManager::config`] and SPIRE's Metrics host service with
+//! [`ServerKeyManager::metrics`].
+
+use std::sync::{Arc, RwLock};
+
+use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
+    MetricsBridge, metrics_client::MetricsClient,
+};
+use spire_plugin_sdk::proto::spire::plugin::server::keymanager::v1::{
+    self as api, key_manager_server::KeyManager,
+};
+use spire_plugin_sdk::spire::plugin::HostServices;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::config::ServerKeyManagerConfig;
+
+/// The plugin's state, shared by its services. Cheap to clone: every clone sees the same
+/// configuration and host services, and SPIRE's calls arrive concurrently.
+#[derive(Debug, Clone, Default)]
+pub struct ServerKeyManager {
+    config: Arc<RwLock<Option<Arc<ServerKeyManagerConfig>>>>,
+    host_services: HostServices,
+}
+
+impl ServerKeyManager {
+    /// The configuration of the last successful `Configure`, or `FailedPrecondition` before
+    /// there is one. Start each RPC with `let config = self.config()?;`.
+    pub fn config(&self) -> Result<Arc<ServerKeyManagerConfig>, Status> {
+        self.config
+            .read()
+            .expect("configuration lock")
+            .clone()
+            .ok_or_else(|| Status::failed_precondition("the plugin is not configured yet"))
+    }
+
+    /// Replaces the configuration; called by `Configure` once the new one is valid, so RPCs
+    /// in flight keep the one they started with.
+    pub(crate) fn set_config(&self, config: ServerKeyManagerConfig) {
+        *self.config.write().expect("configuration lock") = Some(Arc::new(config));
+    }
+
+    /// The handle the SDK binds SPIRE's host services into at `Init`.
+    pub fn host_services(&self) -> HostServices {
+        self.host_services.clone()
+    }
+
+    /// A client for SPIRE's Metrics host service (`spire.hostservice.common.metrics.v1.Metrics`),
+    /// or `None` when SPIRE did not offer it at `Init` (as in tests that offer no host services).
+    pub fn metrics(&self) -> Option<MetricsClient<Channel>> {
+        self.host_services.get::<MetricsBridge>()
+    }
+
+    /// Runs once when SPIRE unloads the plugin (`Deinit`), before it stops the process:
+    /// release what the RPCs opened (connections, files, background tasks).
+    pub async fn close(&self) -> Result<(), Status> {
+        tracing::info!("plugin closed");
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl KeyManager for ServerKeyManager {
+    /// Creates a fresh private key and stores it under the requested ID. If a
+    /// key with that ID is already present it is replaced, and the new key must
+    /// be reported with a fingerprint different from the old one (see
+    /// PublicKey.fingerprint).
+    ///
+    /// SPIRE sends one `GenerateKeyRequest`; answer with one `GenerateKeyResponse`.
+    async fn generate_key(
+        &self,
+        _request: Request<api::GenerateKeyRequest>,
+    ) -> Result<Response<api::GenerateKeyResponse>, Status> {
+        Err(not_implemented("GenerateKey"))
+    }
+
+    /// Returns the public half of the key stored under the requested ID. The
+    /// plugin must answer with a NOT_FOUND status when no such key exists.
+    ///
+    /// SPIRE sends one `GetPublicKeyRequest`; answer with one `GetPublicKeyResponse`.
+    async fn get_public_key(
+        &self,
+        _request: Request<api::GetPublicKeyRequest>,
+    ) -> Result<Response<api::GetPublicKeyResponse>, Status> {
+        Err(not_implemented("GetPublicKey"))
+    }
+
+    /// Returns the public half of every key the plugin currently holds.
+    ///
+    /// SPIRE sends one `GetPublicKeysRequest`; answer with one `GetPublicKeysResponse`.
+    async fn get_public_keys(
+        &self,
+        _request: Request<api::GetPublicKeysRequest>,
+    ) -> Result<Response<api::GetPublicKeysResponse>, Status> {
+        Err(not_implemented("GetPublicKeys"))
+    }
+
+    /// Signs the supplied data with the key stored under the requested ID and
+    /// reports which key instance did the signing via its fingerprint. The
+    /// plugin must answer with a NOT_FOUND status when no such key exists.
+    ///
+    /// SPIRE sends one `SignDataRequest`; answer with one `SignDataResponse`.
+    async fn sign_data(
+        &self,
+        _request: Request<api::SignDataRequest>,
+    ) -> Result<Response<api::SignDataResponse>, Status> {
+        Err(not_implemented("SignData"))
+    }
+}
+
+/// The answer of an RPC that is not written yet.
+fn not_implemented(rpc: &str) -> Status {
+    Status::unimplemented(format!("KeyManager.{rpc} is not implemented yet"))
+}

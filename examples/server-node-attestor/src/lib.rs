@@ -1,0 +1,32 @@
+//! `server-node-attestor`: a SPIRE server/NodeAttestor plugin. Verifies the proof of identity an
+//! agent's node sends and names the agent.
+//!
+//! [`plugin()`] assembles what the binary serves: the NodeAttestor service
+//! ([`ServerNodeAttestor`], in [`mod@plugin`]), SPIRE's Config service with the typed
+//! configuration ([`ServerNodeAttestorConfig`], in [`config`]), the host services the plugin may
+//! call (optional: the plugin also runs where SPIRE does not offer them), and a close hook.
+
+pub mod config;
+pub mod plugin;
+
+use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::MetricsBridge;
+use spire_plugin_sdk::proto::spire::hostservice::server::agentstore::v1::AgentStoreBridge;
+use spire_plugin_sdk::proto::spire::plugin::server::nodeattestor::v1::NodeAttestorBridge;
+use spire_plugin_sdk::proto::spire::service::common::config::v1::ConfigBridge;
+use spire_plugin_sdk::spire::plugin::{Plugin, Requirement};
+
+pub use crate::config::ServerNodeAttestorConfig;
+pub use crate::plugin::ServerNodeAttestor;
+
+/// The plugin as SPIRE loads it. `Init` reports the NodeAttestor and Config services;
+/// the host services are bound when SPIRE offers them;
+/// `Deinit` runs [`ServerNodeAttestor::close`].
+pub fn plugin() -> Plugin {
+    let plugin = ServerNodeAttestor::default();
+    Plugin::new(NodeAttestorBridge::bridged(plugin.clone()))
+        .service(ConfigBridge::bridged(plugin.clone()))
+        .host_service::<AgentStoreBridge>(Requirement::Optional)
+        .host_service::<MetricsBridge>(Requirement::Optional)
+        .host_services(plugin.host_services())
+        .on_close(move || async move { plugin.close().await })
+}
