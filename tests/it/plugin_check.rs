@@ -157,6 +157,34 @@ async fn passes_every_go_test_plugin_type() {
 }
 
 #[tokio::test]
+async fn an_unimplemented_rpc_is_a_warning() {
+    // A Go SDK KeyManager whose RPCs all answer the SDK's own UNIMPLEMENTED.
+    let tag = tag("unwritten");
+    let report = run(&go(
+        "agent/KeyManager",
+        "agent-keymanager-unwritten",
+        &tag,
+        &["-no-config"],
+    ))
+    .await;
+    assert_passed(&report);
+    let rpc = report.step("rpc").unwrap();
+    assert_eq!(rpc.outcome, Outcome::Warn, "{}", report.to_text());
+    assert!(
+        rpc.detail
+            .starts_with("GetPublicKeys: served but not implemented yet (code = Unimplemented"),
+        "{}",
+        report.to_text()
+    );
+    assert!(report.to_text().contains("  ! rpc       GetPublicKeys: "));
+    assert!(report.to_text().ends_with("PASS\n"));
+    let json = report.to_json();
+    assert_eq!(json["steps"][8]["outcome"], "warn", "{json}");
+    assert_eq!(json["passed"], true, "{json}");
+    assert!(!tagged_process_exists(&tag));
+}
+
+#[tokio::test]
 async fn no_config_service_without_data_passes() {
     let tag = tag("no-config");
     let report = run(&go(

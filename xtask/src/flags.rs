@@ -194,7 +194,8 @@ pub(crate) struct New {
     /// The plugin type, `<side>/<Type>`: agent/KeyManager, agent/NodeAttestor, agent/SVIDStore,
     /// agent/WorkloadAttestor, server/BundlePublisher, server/CredentialComposer,
     /// server/KeyManager, server/NodeAttestor, server/Notifier, server/UpstreamAuthority (case,
-    /// `-` and `_` do not matter: `agent/workload-attestor` works).
+    /// `-` and `_` do not matter: `agent/workload-attestor` works). A bare type is enough when
+    /// only one side has it (`WorkloadAttestor`, not `KeyManager`).
     pub(crate) target: String,
     /// The crate name; cased to kebab-case (`MyAttestor` → `my-attestor`), which also names the
     /// binary.

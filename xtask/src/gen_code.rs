@@ -155,7 +155,7 @@ pub(crate) fn compare(out: &Path, files: &[GeneratedFile]) -> Result<Vec<Drift>>
 
 /// Every file below `dir` as a `/`-separated path after `prefix`, skipping Cargo's `target`
 /// directories (a project built on its own keeps one).
-fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+pub(crate) fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
     if !dir.is_dir() {
         return Ok(());
     }
@@ -181,7 +181,7 @@ pub(crate) fn report(out: &Path, drift: &[Drift]) -> String {
     for d in drift {
         let what = match d.kind {
             DriftKind::Missing => "missing",
-            DriftKind::Stale => "stale (differs from what proto/ generates)",
+            DriftKind::Stale => "stale (differs from what `cargo xtask gen` writes)",
             DriftKind::Extra => "extra (no longer generated)",
         };
         text.push_str(&format!("  {out}/{}: {what}\n", d.path));
@@ -204,6 +204,16 @@ mod tests {
         let files = generate(&root.join(PROTO_DIR)).expect("proto/ generates");
         let out = root.join(OUT_DIR);
         let drift = compare(&out, &files).expect("sdk/src/proto is readable");
+        assert!(drift.is_empty(), "{}", report(&out, &drift));
+    }
+
+    /// The committed `examples/` are exactly what `cargo xtask gen` renders (rustfmt included).
+    #[test]
+    fn examples_are_fresh() {
+        let root = crate::util::project_root();
+        let files = scaffold::examples(&root.join(PROTO_DIR)).expect("examples render");
+        let out = root.join(scaffold::EXAMPLES_DIR);
+        let drift = compare(&out, &files).expect("examples/ is readable");
         assert!(drift.is_empty(), "{}", report(&out, &drift));
     }
 
@@ -327,7 +337,7 @@ service Echo {
         assert_eq!(
             scratch.sync_err(true),
             "4 generated file(s) out of date in $TMP/out:\n\
-             \x20 $TMP/out/echo.v1.rs: stale (differs from what proto/ generates)\n\
+             \x20 $TMP/out/echo.v1.rs: stale (differs from what `cargo xtask gen` writes)\n\
              \x20 $TMP/out/mod.rs: missing\n\
              \x20 $TMP/out/file_descriptor_set.bin: missing\n\
              \x20 $TMP/out/old.rs: extra (no longer generated)\n\

@@ -249,10 +249,199 @@ fn add_workspace_member(root: &Path, dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
+    fn flags(target: &str, name: &str, dir: &Path) -> flags::New {
+        flags::New {
+            target: target.to_owned(),
+            name: name.to_owned(),
+            dir: Some(dir.to_path_buf()),
+            sdk_path: None,
+            sdk_version: None,
+        }
+    }
+
+    /// Every file below `dir` with its contents.
+    fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut names = Vec::new();
+        crate::gen_code::list_files(dir, "", &mut names).unwrap();
+        names
+            .into_iter()
+            .map(|name| {
+                let contents = fs::read(dir.join(&name)).unwrap();
+                (name, contents)
+            })
+            .collect()
+    }
+
+    /// The error of `cargo xtask new`, with the tempdir shown as `$TMP`.
+    fn new_err(flags: &flags::New, tmp: &Path) -> String {
+        let err = new(flags, tmp).expect_err("new refuses");
+        format!("{err:#}").replace(&tmp.display().to_string(), "$TMP")
+    }
+
     #[test]
-    fn relative_paths() {
+    fn refuses_an_unknown_type_listing_the_valid_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = new_err(
+            &flags("agent/Bogus", "x", &tmp.path().join("x")),
+            tmp.path(),
+        );
+        assert_eq!(
+            err,
+            "unknown plugin type \"agent/Bogus\"; valid types: agent/KeyManager, \
+             agent/NodeAttestor, agent/SVIDStore, agent/WorkloadAttestor, server/BundlePublisher, \
+             server/CredentialComposer, server/KeyManager, server/NodeAttestor, server/Notifier, \
+             server/UpstreamAuthority"
+        );
+        // A bare type both sides have is ambiguous.
+        let err = new_err(&flags("keymanager", "x", &tmp.path().join("x")), tmp.path());
+        assert_eq!(
+            err,
+            "ambiguous plugin type \"keymanager\": say which one of agent/KeyManager, \
+             server/KeyManager"
+        );
+        assert!(!tmp.path().join("x").exists());
+    }
+
+    #[test]
+    fn refuses_invalid_crate_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cases = [
+            ("", "invalid crate name \"\": the name is empty"),
+            (
+                "my.plugin",
+                "invalid crate name \"my.plugin\": '.' is not allowed (use ASCII letters, digits, \
+                 `-` and `_`)",
+            ),
+            (
+                "9lives",
+                "invalid crate name \"9lives\": it must start with an ASCII letter",
+            ),
+            (
+                "test",
+                "invalid crate name \"test\": `test` is a Rust keyword or a name Cargo reserves",
+            ),
+            (
+                "Self",
+                "invalid crate name \"Self\": `self` is a Rust keyword or a name Cargo reserves",
+            ),
+            (
+                "café",
+                "invalid crate name \"café\": 'é' is not allowed (use ASCII letters, digits, `-` \
+                 and `_`)",
+            ),
+        ];
+        for (name, expected) in cases {
+            let dir = tmp.path().join("project");
+            let err = new_err(&flags("agent/KeyManager", name, &dir), tmp.path());
+            assert_eq!(err, expected);
+            assert!(!dir.exists(), "{name}: created {}", dir.display());
+        }
+        let long = "a".repeat(65);
+        let err = new_err(
+            &flags("agent/KeyManager", &long, &tmp.path().join("p")),
+            tmp.path(),
+        );
+        assert!(
+            err.ends_with("it is 65 characters long; at most 64 are allowed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_a_non_empty_directory_and_leaves_it_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("taken");
+        fs::create_dir_all(dir.join("src")).unwrap();
+        fs::write(dir.join("src/lib.rs"), "// mine\n").unwrap();
+        let before = snapshot(&dir);
+        let err = new_err(&flags("agent/KeyManager", "km", &dir), tmp.path());
+        assert_eq!(
+            err,
+            "$TMP/taken exists and is not empty; choose another --dir or name"
+        );
+        assert_eq!(snapshot(&dir), before);
+
+        let file = tmp.path().join("file");
+        fs::write(&file, "x").unwrap();
+        let err = new_err(&flags("agent/KeyManager", "km", &file), tmp.path());
+        assert_eq!(err, "$TMP/file exists and is not a directory");
+    }
+
+    #[test]
+    fn names_are_cased_and_the_default_dir_follows_the_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut flags = flags("server/upstream-authority", "MyUpstream_CA", tmp.path());
+        flags.dir = None;
+        flags.sdk_version = Some("0.1".to_owned());
+        new(&flags, tmp.path()).expect("created");
+        let dir = tmp.path().join("my-upstream-ca");
+        let manifest = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("name = \"my-upstream-ca\""), "{manifest}");
+        assert!(
+            manifest.contains("spire-plugin-sdk = \"0.1\"\n"),
+            "{manifest}"
+        );
+        assert!(manifest.ends_with("\n[workspace]\n"), "{manifest}");
+        assert!(
+            !dir.join("Cargo.lock").exists(),
+            "no lock for a registry SDK"
+        );
+        let plugin = fs::read_to_string(dir.join("src/plugin.rs")).unwrap();
+        assert!(plugin.contains("impl UpstreamAuthority for MyUpstreamCa {"));
+        assert!(plugin.contains("type MintX509CAAndSubscribeStream ="));
+        let main = fs::read_to_string(dir.join("src/main.rs")).unwrap();
+        assert!(main.contains("my_upstream_ca::plugin().serve_or_exit().await"));
+    }
+
+    #[test]
+    fn an_explicit_sdk_path_is_written_relative_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut flags = flags("agent/SVIDStore", "store", &tmp.path().join("a/store"));
+        flags.sdk_path = Some(project_root().join("sdk"));
+        new(&flags, tmp.path()).expect("created");
+        let manifest = fs::read_to_string(tmp.path().join("a/store/Cargo.toml")).unwrap();
+        let expected = relative_path(&tmp.path().join("a/store"), &project_root().join("sdk"));
+        assert!(
+            manifest.contains(&format!(
+                "spire-plugin-sdk = {{ path = \"{}\" }}",
+                expected.display()
+            )),
+            "{manifest}"
+        );
+
+        flags.dir = Some(tmp.path().join("b"));
+        flags.sdk_path = Some(tmp.path().join("no-sdk"));
+        assert_eq!(
+            new_err(&flags, tmp.path()),
+            "--sdk-path $TMP/no-sdk: no Cargo.toml there (expected the spire-plugin-sdk crate)"
+        );
+        assert!(!tmp.path().join("b").exists());
+    }
+
+    #[test]
+    fn joins_the_workspace_unless_a_member_glob_covers_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\n# the members\nmembers = [\"sdk\", \"plugins/*\"]\n",
+        )
+        .unwrap();
+        add_workspace_member(root, &root.join("plugins/a")).unwrap();
+        add_workspace_member(root, &root.join("mine/b")).unwrap();
+        add_workspace_member(root, &root.join("mine/b")).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("Cargo.toml")).unwrap(),
+            "[workspace]\n# the members\nmembers = [\"sdk\", \"plugins/*\", \"mine/b\"]\n"
+        );
+    }
+
+    #[test]
+    fn paths() {
         assert_eq!(
             relative_path(Path::new("/w/examples/a"), Path::new("/w/sdk")),
             Path::new("../../sdk")
@@ -265,5 +454,56 @@ mod tests {
             absolute(Path::new("/a/b"), Path::new("../c/./d")),
             Path::new("/a/c/d")
         );
+    }
+
+    /// What the issue asks of a fresh clone: `cargo xtask new <type> <name> --dir <tmp>`, then
+    /// `cargo test` inside passes, for every type. The projects share one target directory
+    /// (`target/scaffold-tests`), so the SDK and its dependencies build once; they build
+    /// offline from the copied Cargo.lock.
+    #[test]
+    fn every_type_scaffolds_into_a_project_whose_tests_pass() {
+        let tmp = tempfile::tempdir().unwrap();
+        let model = load_model(&project_root().join(PROTO_DIR)).unwrap();
+        let targets = scaffold::targets(&model);
+        assert_eq!(targets.len(), 10);
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut failures = Vec::new();
+        for target in &targets {
+            let name = format!("my-{}", example_name(target));
+            let dir = tmp.path().join(&name);
+            new(
+                &flags(&target.qualified().to_lowercase(), &name, &dir),
+                tmp.path(),
+            )
+            .unwrap_or_else(|err| panic!("{}: {err:#}", target.qualified()));
+            let output = Command::new(&cargo)
+                .args(["test", "--offline", "--quiet"])
+                .current_dir(&dir)
+                .env(
+                    "CARGO_TARGET_DIR",
+                    project_root().join("target/scaffold-tests"),
+                )
+                .env("CARGO_PROFILE_DEV_DEBUG", "0")
+                .env_remove("RUSTFLAGS")
+                .output()
+                .expect("running cargo");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            if !output.status.success() {
+                failures.push(format!(
+                    "{}: cargo test failed ({}):\n{stdout}\n{}",
+                    target.qualified(),
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+                continue;
+            }
+            let passed: usize = stdout
+                .lines()
+                .filter_map(|line| line.strip_prefix("test result: ok. "))
+                .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+                .sum();
+            assert_eq!(passed, 12, "{}: {stdout}", target.qualified());
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     }
 }

@@ -39,6 +39,14 @@ pub enum ScaffoldError {
         /// Every `<side>/<Type>` (or `<Type>`) of the tree.
         valid: Vec<String>,
     },
+    /// A bare type name that more than one side has.
+    #[error("ambiguous plugin type \"{given}\": say which one of {}", candidates.join(", "))]
+    AmbiguousType {
+        /// What was asked for.
+        given: String,
+        /// The `<side>/<Type>` it could mean.
+        candidates: Vec<String>,
+    },
     /// The project name cannot be a crate name.
     #[error("invalid crate name \"{name}\": {reason}")]
     InvalidName {
@@ -114,7 +122,7 @@ pub fn targets(model: &Model) -> Vec<PluginTarget> {
 ///
 /// # Errors
 ///
-/// [`ScaffoldError::UnknownType`] listing the valid types.
+/// [`ScaffoldError::UnknownType`] listing the valid types, or [`ScaffoldError::AmbiguousType`].
 pub fn find_target(model: &Model, given: &str) -> Result<PluginTarget, ScaffoldError> {
     let fold = |text: &str| text.replace(['-', '_'], "").to_lowercase();
     let all = targets(model);
@@ -129,6 +137,10 @@ pub fn find_target(model: &Model, given: &str) -> Result<PluginTarget, ScaffoldE
         .collect();
     match (exact.as_slice(), bare.as_slice()) {
         ([one], _) | ([], [one]) => Ok((*one).clone()),
+        ([], [_, _, ..]) => Err(ScaffoldError::AmbiguousType {
+            given: given.to_owned(),
+            candidates: bare.iter().map(|target| target.qualified()).collect(),
+        }),
         _ => Err(ScaffoldError::UnknownType {
             given: given.to_owned(),
             valid: all.iter().map(PluginTarget::qualified).collect(),
@@ -280,10 +292,13 @@ pub fn render(model: &Model, project: &Project) -> Result<Vec<GeneratedFile>, Sc
     let view = View::new(model, project, service);
     let mut files = Vec::new();
     let mut add = |path: &str, rendered: Result<String, askama::Error>| {
-        let text = rendered.map_err(|err| ScaffoldError::Template {
+        let mut text = rendered.map_err(|err| ScaffoldError::Template {
             file: path.to_owned(),
             message: err.to_string(),
         })?;
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
         if path.ends_with(".rs") {
             syn::parse_file(&text).map_err(|err| ScaffoldError::InvalidRust {
                 file: path.to_owned(),
@@ -318,6 +333,8 @@ struct View {
     config_struct: String,
     qualified_type: String,
     plugin_type: String,
+    /// `agent` or `server` for SPIRE (the host services plugin-check offers); empty otherwise.
+    side: String,
     /// SPIRE's daemon and configuration file for the side.
     daemon: String,
     conf_file: String,
@@ -411,6 +428,7 @@ impl View {
             crate_name: project.crate_name.clone(),
             qualified_type: target.qualified(),
             plugin_type: target.plugin_type.clone(),
+            side: target.side.clone().unwrap_or_default(),
             daemon: daemon.to_owned(),
             conf_file: conf_file.to_owned(),
             lib_doc: wrap(
@@ -469,6 +487,14 @@ impl MethodView {
     /// The associated stream type tonic's trait declares for a streaming response.
     fn stream_type(&self) -> String {
         format!("{}Stream", self.proto)
+    }
+
+    /// An empty request value, for the tests.
+    fn empty_request(&self) -> String {
+        match self.request.as_str() {
+            "()" => "()".to_owned(),
+            request => format!("{request}::default()"),
+        }
     }
 
     /// The request message's Rust name without its path.
@@ -556,6 +582,13 @@ fn message_path(full_type: &str, package: &str) -> String {
     let full = full_type.trim_start_matches('.');
     let (message_package, name) = full.rsplit_once('.').unwrap_or(("", full));
     let rust_name = names::prost_camel(name);
+    if message_package == "google.protobuf" {
+        // prost maps the well-known types to `()` and `prost_types`.
+        return match name {
+            "Empty" => "()".to_owned(),
+            _ => format!("::prost_types::{rust_name}"),
+        };
+    }
     if message_package == package {
         format!("api::{rust_name}")
     } else {
@@ -632,3 +665,6 @@ templates! {
     InProcessRs => "plugin/tests/in_process.rs.askama",
     BinaryRs => "plugin/tests/binary.rs.askama",
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,11 @@ pub use crate::plugin::AgentKeyManager;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`AgentKeyManager::close`].
 pub fn plugin() -> Plugin {
-    let plugin = AgentKeyManager::default();
+    plugin_with(AgentKeyManager::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: AgentKeyManager) -> Plugin {
     Plugin::new(KeyManagerBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<MetricsBridge>(Requirement::Optional)

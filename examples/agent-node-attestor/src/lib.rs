@@ -21,7 +21,11 @@ pub use crate::plugin::AgentNodeAttestor;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`AgentNodeAttestor::close`].
 pub fn plugin() -> Plugin {
-    let plugin = AgentNodeAttestor::default();
+    plugin_with(AgentNodeAttestor::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: AgentNodeAttestor) -> Plugin {
     Plugin::new(NodeAttestorBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<MetricsBridge>(Requirement::Optional)

@@ -21,7 +21,11 @@ pub use crate::plugin::AgentSvidStore;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`AgentSvidStore::close`].
 pub fn plugin() -> Plugin {
-    let plugin = AgentSvidStore::default();
+    plugin_with(AgentSvidStore::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: AgentSvidStore) -> Plugin {
     Plugin::new(SvidStoreBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<MetricsBridge>(Requirement::Optional)

@@ -21,7 +21,11 @@ pub use crate::plugin::AgentWorkloadAttestor;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`AgentWorkloadAttestor::close`].
 pub fn plugin() -> Plugin {
-    let plugin = AgentWorkloadAttestor::default();
+    plugin_with(AgentWorkloadAttestor::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: AgentWorkloadAttestor) -> Plugin {
     Plugin::new(WorkloadAttestorBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<MetricsBridge>(Requirement::Optional)

@@ -21,7 +21,11 @@ pub use crate::plugin::ServerBundlePublisher;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`ServerBundlePublisher::close`].
 pub fn plugin() -> Plugin {
-    let plugin = ServerBundlePublisher::default();
+    plugin_with(ServerBundlePublisher::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: ServerBundlePublisher) -> Plugin {
     Plugin::new(BundlePublisherBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<MetricsBridge>(Requirement::Optional)

@@ -21,7 +21,11 @@ pub use crate::plugin::ServerCredentialComposer;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`ServerCredentialComposer::close`].
 pub fn plugin() -> Plugin {
-    let plugin = ServerCredentialComposer::default();
+    plugin_with(ServerCredentialComposer::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: ServerCredentialComposer) -> Plugin {
     Plugin::new(CredentialComposerBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<MetricsBridge>(Requirement::Optional)

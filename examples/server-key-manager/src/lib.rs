@@ -21,7 +21,11 @@ pub use crate::plugin::ServerKeyManager;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`ServerKeyManager::close`].
 pub fn plugin() -> Plugin {
-    let plugin = ServerKeyManager::default();
+    plugin_with(ServerKeyManager::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: ServerKeyManager) -> Plugin {
     Plugin::new(KeyManagerBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<MetricsBridge>(Requirement::Optional)

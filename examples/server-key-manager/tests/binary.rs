@@ -3,12 +3,24 @@
 
 mod common;
 
+use server_key_manager::ServerKeyManagerConfig;
 use spire_plugin_sdk::proto::spire::plugin::server::keymanager::v1::KeyManagerBridge;
 use spire_plugin_sdk::spire::check::{self, CheckOptions};
+use spire_plugin_sdk::spire::plugin::config;
 use spire_plugin_sdk::spire::plugintest::{HostServices, load_binary};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_server-key-manager");
 const PLUGIN_TYPE: &str = "server/KeyManager";
+const PLUGIN_HCL: &str = include_str!("../plugin.hcl");
+
+#[test]
+fn plugin_hcl_holds_the_configuration_the_tests_use() {
+    let (data, _) = check::config_data(PLUGIN_HCL).expect("plugin.hcl has a plugin_data block");
+    let example: ServerKeyManagerConfig = config::parse(&data).expect("plugin.hcl decodes");
+    let good: ServerKeyManagerConfig = config::parse(common::GOOD_HCL).expect("GOOD_HCL decodes");
+    assert_eq!(example, good);
+    assert_eq!(example.validate(), Ok(()));
+}
 
 #[tokio::test]
 async fn loads_configures_and_answers() {
@@ -39,7 +51,7 @@ async fn refuses_bad_configurations() {
 #[tokio::test]
 async fn passes_plugin_check() {
     let mut options = CheckOptions::new(PLUGIN_TYPE, BINARY);
-    options.config = Some(include_str!("../plugin.hcl").to_owned());
+    options.config = Some(PLUGIN_HCL.to_owned());
     let report = check::run(&options).await;
     assert!(report.passed(), "{}", report.to_text());
 }

@@ -3,10 +3,13 @@
 
 mod common;
 
+use server_key_manager::{ServerKeyManager, ServerKeyManagerConfig};
 use spire_plugin_sdk::proto::spire::plugin::server::keymanager::v1::KeyManagerBridge;
 use spire_plugin_sdk::proto::spire::service::common::config::v1::{
     ConfigBridge, CoreConfiguration, ValidateRequest,
 };
+use spire_plugin_sdk::spire::check;
+use spire_plugin_sdk::spire::plugin::config;
 use spire_plugin_sdk::spire::plugintest::{self, Options};
 use tonic::Code;
 
@@ -29,6 +32,62 @@ async fn serves_its_services_and_accepts_the_example_configuration() {
             "spire.service.common.config.v1.Config"
         ]
     );
+    served.close().await.expect("Deinit succeeds");
+}
+
+#[tokio::test]
+async fn configure_keeps_the_typed_configuration_and_a_refused_one_changes_nothing() {
+    let state = ServerKeyManager::default();
+    assert_eq!(
+        state.config().expect_err("not configured yet").code(),
+        Code::FailedPrecondition
+    );
+    let served = plugintest::serve(
+        server_key_manager::plugin_with(state.clone()),
+        configured_with(common::GOOD_HCL),
+    )
+    .await
+    .expect("configured");
+    let expected = ServerKeyManagerConfig {
+        trust_domain: plugintest::DEFAULT_TRUST_DOMAIN.to_owned(),
+        ..config::parse(common::GOOD_HCL).expect("GOOD_HCL decodes")
+    };
+    assert_eq!(*state.config().expect("configured"), expected);
+
+    let err = served
+        .configure(common::INVALID_HCL)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err.status().map(|s| s.code()),
+        Some(Code::InvalidArgument),
+        "{err}"
+    );
+    assert_eq!(*state.config().expect("still configured"), expected);
+    served.close().await.expect("Deinit succeeds");
+}
+
+#[tokio::test]
+async fn binds_the_host_services_spire_offers_and_runs_without_them() {
+    // The host services SPIRE offers on this side, answering harmlessly (plugin-check's).
+    let state = ServerKeyManager::default();
+    let served = plugintest::serve(
+        server_key_manager::plugin_with(state.clone()),
+        configured_with(common::GOOD_HCL).host_services(check::host_services("server")),
+    )
+    .await
+    .expect("configured");
+    assert!(state.metrics().is_some(), "Metrics is bound");
+    served.close().await.expect("Deinit succeeds");
+
+    let state = ServerKeyManager::default();
+    let served = plugintest::serve(
+        server_key_manager::plugin_with(state.clone()),
+        configured_with(common::GOOD_HCL),
+    )
+    .await
+    .expect("the host services are optional");
+    assert!(state.metrics().is_none(), "Metrics is not offered");
     served.close().await.expect("Deinit succeeds");
 }
 

@@ -22,7 +22,11 @@ pub use crate::plugin::ServerNodeAttestor;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`ServerNodeAttestor::close`].
 pub fn plugin() -> Plugin {
-    let plugin = ServerNodeAttestor::default();
+    plugin_with(ServerNodeAttestor::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: ServerNodeAttestor) -> Plugin {
     Plugin::new(NodeAttestorBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<AgentStoreBridge>(Requirement::Optional)

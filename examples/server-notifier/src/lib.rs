@@ -22,7 +22,11 @@ pub use crate::plugin::ServerNotifier;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`ServerNotifier::close`].
 pub fn plugin() -> Plugin {
-    let plugin = ServerNotifier::default();
+    plugin_with(ServerNotifier::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: ServerNotifier) -> Plugin {
     Plugin::new(NotifierBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<IdentityProviderBridge>(Requirement::Optional)

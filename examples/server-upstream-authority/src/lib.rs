@@ -21,7 +21,11 @@ pub use crate::plugin::ServerUpstreamAuthority;
 /// the host services are bound when SPIRE offers them;
 /// `Deinit` runs [`ServerUpstreamAuthority::close`].
 pub fn plugin() -> Plugin {
-    let plugin = ServerUpstreamAuthority::default();
+    plugin_with(ServerUpstreamAuthority::default())
+}
+
+/// [`plugin()`] around `plugin`: tests keep a clone of `plugin` to look at its state.
+pub fn plugin_with(plugin: ServerUpstreamAuthority) -> Plugin {
     Plugin::new(UpstreamAuthorityBridge::bridged(plugin.clone()))
         .service(ConfigBridge::bridged(plugin.clone()))
         .host_service::<MetricsBridge>(Requirement::Optional)

@@ -95,7 +95,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// `ok`, `FAIL` or `skip`.
+    /// `ok`, `FAIL`, `skip` or `warn`.
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Pass => "ok",

@@ -7,7 +7,8 @@ use spire_plugin_sdk::proto::spire::plugin::agent::nodeattestor::v1::{
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// A configuration the plugin accepts: the `plugin_data` of `plugin.hcl`.
+/// A configuration the plugin accepts: the `plugin_data` of `plugin.hcl` (a test in
+/// `binary.rs` keeps the two equal).
 pub const GOOD_HCL: &str = r#"
 token_path = "/var/run/node/token"
 "#;

@@ -26,7 +26,7 @@ import (
 )
 
 var (
-	pluginType    = flag.String("type", "agent-keymanager", "agent-keymanager | agent-workloadattestor | server-nodeattestor | server-upstreamauthority")
+	pluginType    = flag.String("type", "agent-keymanager", "agent-keymanager | agent-keymanager-unwritten | agent-workloadattestor | server-nodeattestor | server-upstreamauthority")
 	noConfig      = flag.Bool("no-config", false, "do not serve the Config service")
 	configureFail = flag.Bool("configure-fail", false, "Configure returns an error")
 	configureHang = flag.Bool("configure-hang", false, "Configure blocks until its call is cancelled")
@@ -114,6 +114,10 @@ func (c *config) Close() error {
 		return os.WriteFile(*closeMarker, []byte("closed"), 0o600)
 	}
 	return nil
+}
+
+type unwrittenKeyManager struct {
+	keymanagerv1.UnimplementedKeyManagerServer
 }
 
 type keyManager struct {
@@ -242,6 +246,10 @@ func main() {
 	switch *pluginType {
 	case "agent-keymanager":
 		plugin = keymanagerv1.KeyManagerPluginServer(&keyManager{config: cfg, keys: map[string]*keymanagerv1.PublicKey{}})
+	case "agent-keymanager-unwritten":
+		// Every RPC answers the Go SDK's UNIMPLEMENTED, as a plugin whose author has not
+		// written them yet.
+		plugin = keymanagerv1.KeyManagerPluginServer(&unwrittenKeyManager{})
 	case "agent-workloadattestor":
 		plugin = workloadattestorv1.WorkloadAttestorPluginServer(&workloadAttestor{config: cfg})
 	case "server-nodeattestor":
