@@ -185,6 +185,25 @@ async fn an_unimplemented_rpc_is_a_warning() {
 }
 
 #[tokio::test]
+async fn credential_composer_composes_default_attributes() {
+    // A Go SDK CredentialComposer adding the configured policy OID to the server CA.
+    let tag = tag("composer");
+    let mut options = go(
+        "server/CredentialComposer",
+        "server-credentialcomposer",
+        &tag,
+        &[],
+    );
+    options.config = Some("plugin_data {\n  policy = \"1.2.3.4\"\n}\n".to_owned());
+    let report = run(&options).await;
+    assert_passed(&report);
+    let rpc = report.step("rpc").unwrap();
+    assert_eq!(rpc.outcome, Outcome::Pass, "{}", report.to_text());
+    assert_eq!(rpc.detail, "ComposeServerX509CA: attributes composed");
+    assert!(!tagged_process_exists(&tag));
+}
+
+#[tokio::test]
 async fn no_config_service_without_data_passes() {
     let tag = tag("no-config");
     let report = run(&go(

@@ -44,7 +44,8 @@ pub(crate) enum Task {
     /// services SPIRE offers on that side, answering safely in-process), services, configure,
     /// validate (Unimplemented tolerated), rpc (one harmless call where the type has one:
     /// KeyManager GetPublicKeys, WorkloadAttestor Attest of this process, server NodeAttestor
-    /// Attest with an empty stream; others skipped; an `Unimplemented` answer is a warning, not a
+    /// Attest with an empty stream, CredentialComposer ComposeServerX509CA of default
+    /// attributes; others skipped; an `Unimplemented` answer is a warning, not a
     /// failure), unload (Deinit and exit).
     ///
     /// `--config`: when the file has a top-level `plugin_data` block or attribute, the plugin

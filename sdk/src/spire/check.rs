@@ -10,7 +10,8 @@
 //!
 //! RPC step: only calls that cannot change a real system are made — KeyManager
 //! `GetPublicKeys`, WorkloadAttestor `Attest` of the checker's own PID, server NodeAttestor
-//! `Attest` opened and closed without a message. Other types (UpstreamAuthority mints and
+//! `Attest` opened and closed without a message, CredentialComposer `ComposeServerX509CA` of
+//! default attributes (composing is a pure function of the request). Other types (UpstreamAuthority mints and
 //! publishes, agent NodeAttestor fetches identity documents, ...) are skipped with the reason.
 //! An RPC answering `Unimplemented` from a service the plugin reported in `Init` is a warning
 //! (`!`), not a failure: the plugin is loadable and conformant, its author has not written
@@ -651,6 +652,21 @@ async fn rpc(
             (
                 "Attest (empty stream)",
                 empty_stream(limit, client.attest(empty)).await,
+            )
+        }
+        ("server", "CredentialComposer") => {
+            use server::credentialcomposer::v1 as composer;
+            let mut client = composer::CredentialComposerBridge::client(channel);
+            let call = client.compose_server_x509ca(composer::ComposeServerX509caRequest {
+                attributes: Some(composer::X509caAttributes::default()),
+            });
+            (
+                "ComposeServerX509CA",
+                unary(limit, call, |r| match r.attributes {
+                    Some(_) => "attributes composed".to_owned(),
+                    None => "server defaults kept".to_owned(),
+                })
+                .await,
             )
         }
         ("server", "UpstreamAuthority") => {

@@ -19,14 +19,17 @@ import (
 	metricsv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/hostservice/common/metrics/v1"
 	keymanagerv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/keymanager/v1"
 	workloadattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/workloadattestor/v1"
+	credentialcomposerv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/credentialcomposer/v1"
 	nodeattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/nodeattestor/v1"
 	upstreamauthorityv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/upstreamauthority/v1"
 	"github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/types"
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 var (
-	pluginType    = flag.String("type", "agent-keymanager", "agent-keymanager | agent-keymanager-unwritten | agent-workloadattestor | server-nodeattestor | server-upstreamauthority")
+	pluginType    = flag.String("type", "agent-keymanager", "agent-keymanager | agent-keymanager-unwritten | agent-workloadattestor | server-credentialcomposer | server-nodeattestor | server-upstreamauthority")
 	noConfig      = flag.Bool("no-config", false, "do not serve the Config service")
 	configureFail = flag.Bool("configure-fail", false, "Configure returns an error")
 	configureHang = flag.Bool("configure-hang", false, "Configure blocks until its call is cancelled")
@@ -114,6 +117,24 @@ func (c *config) Close() error {
 		return os.WriteFile(*closeMarker, []byte("closed"), 0o600)
 	}
 	return nil
+}
+
+// credentialComposer adds the configured "policy" OID to the server CA's attributes and
+// leaves the other credentials to SPIRE's defaults (UNIMPLEMENTED).
+type credentialComposer struct {
+	credentialcomposerv1.UnimplementedCredentialComposerServer
+	*config
+}
+
+func (c *credentialComposer) ComposeServerX509CA(ctx context.Context, req *credentialcomposerv1.ComposeServerX509CARequest) (*credentialcomposerv1.ComposeServerX509CAResponse, error) {
+	attributes := req.GetAttributes()
+	if attributes == nil {
+		return nil, status.Error(codes.InvalidArgument, "attributes are required")
+	}
+	if policy := c.get("policy"); policy != "" {
+		attributes.PolicyIdentifiers = append(attributes.PolicyIdentifiers, policy)
+	}
+	return &credentialcomposerv1.ComposeServerX509CAResponse{Attributes: attributes}, nil
 }
 
 type unwrittenKeyManager struct {
@@ -252,6 +273,8 @@ func main() {
 		plugin = keymanagerv1.KeyManagerPluginServer(&unwrittenKeyManager{})
 	case "agent-workloadattestor":
 		plugin = workloadattestorv1.WorkloadAttestorPluginServer(&workloadAttestor{config: cfg})
+	case "server-credentialcomposer":
+		plugin = credentialcomposerv1.CredentialComposerPluginServer(&credentialComposer{config: cfg})
 	case "server-nodeattestor":
 		plugin = nodeattestorv1.NodeAttestorPluginServer(&nodeAttestor{config: cfg})
 	case "server-upstreamauthority":
