@@ -2,5 +2,5 @@
 # SPIRE's server.conf, which SPIRE sends to the plugin's Configure RPC. The tests and
 # `cargo xtask plugin-check --config plugin.hcl` configure the plugin with it.
 plugin_data {
-  organization = "Example Org"
+    organization = "Example Org"
 }

@@ -502,7 +502,7 @@ mod tests {
                 .filter_map(|line| line.strip_prefix("test result: ok. "))
                 .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
                 .sum();
-            assert_eq!(passed, 12, "{}: {stdout}", target.qualified());
+            assert_eq!(passed, 13, "{}: {stdout}", target.qualified());
         }
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     }

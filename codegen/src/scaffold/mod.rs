@@ -312,6 +312,7 @@ pub fn render(model: &Model, project: &Project) -> Result<Vec<GeneratedFile>, Sc
     add(".gitignore", Ok("/target\n".to_owned()))?;
     add("README.md", Readme { p: &view }.render())?;
     add("plugin.hcl", PluginHcl { p: &view }.render())?;
+    add("spire-declaration.sh", Declaration { p: &view }.render())?;
     add("src/main.rs", MainRs { p: &view }.render())?;
     add("src/lib.rs", LibRs { p: &view }.render())?;
     add("src/plugin.rs", PluginRs { p: &view }.render())?;
@@ -657,6 +658,7 @@ templates! {
     CargoToml => "plugin/Cargo.toml.askama",
     Readme => "plugin/README.md.askama",
     PluginHcl => "plugin/plugin.hcl.askama",
+    Declaration => "plugin/spire-declaration.sh.askama",
     MainRs => "plugin/src/main.rs.askama",
     LibRs => "plugin/src/lib.rs.askama",
     PluginRs => "plugin/src/plugin.rs.askama",

@@ -63,6 +63,7 @@ fn renders_a_complete_project() {
             ".gitignore",
             "README.md",
             "plugin.hcl",
+            "spire-declaration.sh",
             "src/main.rs",
             "src/lib.rs",
             "src/plugin.rs",
@@ -122,7 +123,7 @@ fn a_type_without_hints_gets_no_host_services_and_a_generic_setting() {
         # SPIRE's agent.conf, which SPIRE sends to the plugin's Configure RPC. The tests and
         # `cargo xtask plugin-check --config plugin.hcl` configure the plugin with it.
         plugin_data {
-          name = "example"
+            name = "example"
         }
     "#]]
     .assert_eq(file(&files, "plugin.hcl"));

@@ -3,8 +3,11 @@
 
 mod common;
 
+use std::process::Command;
+
 use server_node_attestor::ServerNodeAttestorConfig;
 use spire_plugin_sdk::proto::spire::plugin::server::nodeattestor::v1::NodeAttestorBridge;
+use spire_plugin_sdk::spire::catalog::{PluginData, parse_plugins, sha256_hex};
 use spire_plugin_sdk::spire::check::{self, CheckOptions};
 use spire_plugin_sdk::spire::plugin::config;
 use spire_plugin_sdk::spire::plugintest::{HostServices, load_binary};
@@ -20,6 +23,32 @@ fn plugin_hcl_holds_the_configuration_the_tests_use() {
     let good: ServerNodeAttestorConfig = config::parse(common::GOOD_HCL).expect("GOOD_HCL decodes");
     assert_eq!(example, good);
     assert_eq!(example.validate(), Ok(()));
+}
+
+#[test]
+fn the_declaration_script_fills_in_this_binarys_checksum() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/spire-declaration.sh");
+    let output = Command::new("sh")
+        .args([script, BINARY])
+        .output()
+        .expect("running sh");
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8(output.stdout).expect("UTF-8");
+    let declarations = parse_plugins(&printed).expect("SPIRE can read the declaration");
+    let [declaration] = declarations.as_slice() else {
+        panic!("one declaration expected:\n{printed}");
+    };
+    assert_eq!(declaration.plugin_type, "NodeAttestor");
+    assert_eq!(declaration.name, "server-node-attestor");
+    assert_eq!(declaration.cmd, std::path::Path::new(BINARY));
+    let binary = std::fs::read(BINARY).expect("reading the binary");
+    assert_eq!(declaration.checksum, Some(sha256_hex(&binary)));
+    let PluginData::Inline(data) = &declaration.data else {
+        panic!("plugin_data expected:\n{printed}");
+    };
+    let declared: ServerNodeAttestorConfig = config::parse(data).expect("plugin_data decodes");
+    let good: ServerNodeAttestorConfig = config::parse(common::GOOD_HCL).expect("GOOD_HCL decodes");
+    assert_eq!(declared, good);
 }
 
 #[tokio::test]
