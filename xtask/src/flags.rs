@@ -59,9 +59,9 @@ pub(crate) enum Task {
     /// configuration, tests (in-process and through the built binary, plus the plugin-check
     /// conformance check) and a README with the SPIRE configuration to load it.
     ///
-    /// Outside this workspace the project is a workspace of its own (the default `--sdk-path`
-    /// also copies this checkout's Cargo.lock, so it builds offline); inside it, it is added to
-    /// the workspace's members. Relative paths are taken from the current directory.
+    /// Outside this workspace the project is a workspace of its own (built against this
+    /// checkout's sdk, it also gets this checkout's Cargo.lock, so it builds offline); inside
+    /// it, it is added to the workspace's members. Relative paths are taken from the current directory.
     ///
     /// Exit status: 0 created, 1 refused (unknown type, invalid name, non-empty directory).
     New(New),

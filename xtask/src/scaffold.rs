@@ -115,18 +115,21 @@ pub(crate) fn new(flags: &flags::New, invoked_from: &Path) -> Result<()> {
     check_destination(&dir)?;
 
     let in_workspace = dir.starts_with(&root);
+    let local_sdk = root.join("sdk");
+    let mut uses_local_sdk = false;
     let sdk = match (&flags.sdk_version, &flags.sdk_path) {
         (Some(version), _) => SdkSource::Version(version.clone()),
         (None, path) => {
             let sdk_dir = path
                 .as_deref()
-                .map_or_else(|| root.join("sdk"), |path| absolute(invoked_from, path));
+                .map_or_else(|| local_sdk.clone(), |path| absolute(invoked_from, path));
             if !sdk_dir.join("Cargo.toml").is_file() {
                 bail!(
                     "--sdk-path {}: no Cargo.toml there (expected the spire-plugin-sdk crate)",
                     sdk_dir.display()
                 );
             }
+            uses_local_sdk = sdk_dir == local_sdk;
             SdkSource::Path(relative_path(&dir, &sdk_dir).display().to_string())
         }
     };
@@ -144,7 +147,7 @@ pub(crate) fn new(flags: &flags::New, invoked_from: &Path) -> Result<()> {
     }
     if in_workspace {
         add_workspace_member(&root, &dir)?;
-    } else if matches!(sdk, SdkSource::Path(_)) && flags.sdk_path.is_none() {
+    } else if uses_local_sdk {
         // The same dependency versions this checkout builds with, so the project builds
         // offline from the crates Cargo already has.
         let lock = root.join("Cargo.lock");
@@ -403,6 +406,10 @@ mod tests {
         let mut flags = flags("agent/SVIDStore", "store", &tmp.path().join("a/store"));
         flags.sdk_path = Some(project_root().join("sdk"));
         new(&flags, tmp.path()).expect("created");
+        assert!(
+            tmp.path().join("a/store/Cargo.lock").is_file(),
+            "this checkout's sdk, given explicitly, also gets its Cargo.lock"
+        );
         let manifest = fs::read_to_string(tmp.path().join("a/store/Cargo.toml")).unwrap();
         let expected = relative_path(&tmp.path().join("a/store"), &project_root().join("sdk"));
         assert!(
