@@ -18,7 +18,7 @@ use spire_plugin_sdk::proto::spire::service::common::config::v1::{
 };
 use spire_plugin_sdk::spire::catalog::CatalogError;
 use spire_plugin_sdk::spire::plugintest::{
-    self, HostServices, InProcess, Options, PluginTestError,
+    self, InProcess, OfferedHostServices, Options, PluginTestError,
 };
 use spire_plugin_tests::{key_manager, workload_attestor};
 use tokio::sync::oneshot;
@@ -111,7 +111,7 @@ async fn configure_refuses_bad_hcl_naming_the_key() {
         Options::new()
             .name("disk")
             .skip_configure()
-            .host_services(HostServices::new().with(MetricsBridge::bridged(metrics))),
+            .host_services(OfferedHostServices::new().with(MetricsBridge::bridged(metrics))),
     )
     .await
     .unwrap();
@@ -161,7 +161,7 @@ async fn key_manager_calls_the_host_service_the_test_provides() {
     let options = Options::new()
         .configuration("key_prefix = \"km\"")
         .trust_domain("td.example")
-        .host_services(HostServices::new().with(MetricsBridge::bridged(metrics.clone())));
+        .host_services(OfferedHostServices::new().with(MetricsBridge::bridged(metrics.clone())));
     let served = plugintest::serve(key_manager::plugin(), options)
         .await
         .unwrap();
@@ -275,7 +275,7 @@ async fn loads_the_built_workload_attestor_binary() {
         "agent/WorkloadAttestor",
         env!("CARGO_BIN_EXE_spire-workloadattestor"),
         "selectors = [\"team:red\"]",
-        HostServices::new(),
+        OfferedHostServices::new(),
     )
     .await
     .unwrap();
@@ -299,7 +299,7 @@ async fn loads_the_built_key_manager_binary_with_host_services() {
         "server/KeyManager",
         env!("CARGO_BIN_EXE_spire-keymanager"),
         "key_prefix = \"bin\"",
-        HostServices::new().with(MetricsBridge::bridged(metrics.clone())),
+        OfferedHostServices::new().with(MetricsBridge::bridged(metrics.clone())),
     )
     .await
     .unwrap();
@@ -324,7 +324,7 @@ async fn loads_the_built_key_manager_binary_with_host_services() {
         "server/KeyManager",
         env!("CARGO_BIN_EXE_spire-keymanager"),
         "key_prefix = \"bin\"",
-        HostServices::new(),
+        OfferedHostServices::new(),
     )
     .await
     .unwrap_err();
@@ -336,7 +336,7 @@ async fn loads_the_built_key_manager_binary_with_host_services() {
         "agent/Nonsense",
         env!("CARGO_BIN_EXE_spire-keymanager"),
         "",
-        HostServices::new(),
+        OfferedHostServices::new(),
     )
     .await
     .unwrap_err();

@@ -21,8 +21,8 @@ use spire_plugin_sdk::proto::spire::plugin::server::upstreamauthority::v1::{
     MintX509caRequest, UpstreamAuthorityBridge,
 };
 use spire_plugin_sdk::spire::catalog::{
-    CatalogError, HostServices, LoadOptions, LoadedPlugin, PluginData, PluginDeclaration, load,
-    parse_plugins, sha256_hex,
+    CatalogError, LoadOptions, LoadedPlugin, OfferedHostServices, PluginData, PluginDeclaration,
+    load, parse_plugins, sha256_hex,
 };
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -73,7 +73,7 @@ fn options() -> LoadOptions {
 /// Loads a plugin that must fail to load; returns the error text, checking nothing is left.
 async fn load_error(side: &str, decl: &PluginDeclaration, options: &LoadOptions) -> String {
     let tag = decl.args[1].clone();
-    let err = load(side, decl, options, HostServices::new())
+    let err = load(side, decl, options, OfferedHostServices::new())
         .await
         .expect_err("the load must fail");
     assert!(
@@ -150,11 +150,11 @@ async fn loads_each_type_from_hcl_and_calls_it() {
     let decls = parse_plugins(&text).unwrap();
     assert_eq!(decls.len(), 4);
     assert!(!decls[3].enabled);
-    let disabled = load("agent", &decls[3], &options(), HostServices::new()).await;
+    let disabled = load("agent", &decls[3], &options(), OfferedHostServices::new()).await;
     assert!(matches!(disabled, Err(CatalogError::Disabled { .. })));
 
     // KeyManager: unary calls, configured from the plugin_data block.
-    let km = load("agent", &decls[0], &options(), HostServices::new())
+    let km = load("agent", &decls[0], &options(), OfferedHostServices::new())
         .await
         .unwrap();
     assert_eq!(
@@ -195,7 +195,7 @@ async fn loads_each_type_from_hcl_and_calls_it() {
     );
 
     // WorkloadAttestor: what Configure carried, exactly as SPIRE sends it.
-    let wa = load("agent", &decls[1], &options(), HostServices::new())
+    let wa = load("agent", &decls[1], &options(), OfferedHostServices::new())
         .await
         .unwrap();
     assert_eq!(
@@ -208,7 +208,7 @@ async fn loads_each_type_from_hcl_and_calls_it() {
         ]
     );
     // No data: Configure is still called, with "".
-    let plain = load("agent", &decls[2], &options(), HostServices::new())
+    let plain = load("agent", &decls[2], &options(), OfferedHostServices::new())
         .await
         .unwrap();
     assert_eq!(attest(&plain).await[2..], ["configured:1", "hcl:"]);
@@ -228,7 +228,7 @@ async fn server_node_attestor_bidirectional_stream() {
         &[],
     );
     decl.data = PluginData::Inline("\"selector\" = \"blue\"".into());
-    let plugin = load("server", &decl, &options(), HostServices::new())
+    let plugin = load("server", &decl, &options(), OfferedHostServices::new())
         .await
         .unwrap();
     let mut client = plugin.client::<NodeAttestorBridge>().unwrap();
@@ -282,7 +282,7 @@ async fn server_upstream_authority_server_stream() {
         &[],
     );
     decl.data = PluginData::Inline("\"updates\" = 4".into());
-    let plugin = load("server", &decl, &options(), HostServices::new())
+    let plugin = load("server", &decl, &options(), OfferedHostServices::new())
         .await
         .unwrap();
     let mut client = plugin.client::<UpstreamAuthorityBridge>().unwrap();
@@ -315,7 +315,7 @@ async fn plugin_calls_a_host_service_on_broker_id_1() {
         &["-metrics"],
     );
     let metrics = RecordingMetrics::default();
-    let host = HostServices::new().with(MetricsBridge::bridged(metrics.clone()));
+    let host = OfferedHostServices::new().with(MetricsBridge::bridged(metrics.clone()));
     assert_eq!(
         host.names(),
         ["spire.hostservice.common.metrics.v1.Metrics"]
@@ -351,7 +351,7 @@ async fn reconfigures_only_when_the_data_file_changes() {
         &[],
     );
     decl.data = PluginData::File(file.clone());
-    let mut plugin = load("agent", &decl, &options(), HostServices::new())
+    let mut plugin = load("agent", &decl, &options(), OfferedHostServices::new())
         .await
         .unwrap();
     assert_eq!(attest(&plugin).await[2..], ["configured:1", "hcl:a = 1\n"]);
@@ -435,7 +435,7 @@ async fn configuration_errors() {
     );
     // Without data it loads, and Configure is skipped.
     decl.data = PluginData::None;
-    let plugin = load("agent", &decl, &options(), HostServices::new())
+    let plugin = load("agent", &decl, &options(), OfferedHostServices::new())
         .await
         .unwrap();
     assert_eq!(

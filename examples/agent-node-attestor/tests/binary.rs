@@ -10,7 +10,7 @@ use spire_plugin_sdk::proto::spire::plugin::agent::nodeattestor::v1::NodeAttesto
 use spire_plugin_sdk::spire::catalog::{PluginData, parse_plugins, sha256_hex};
 use spire_plugin_sdk::spire::check::{self, CheckOptions};
 use spire_plugin_sdk::spire::plugin::config;
-use spire_plugin_sdk::spire::plugintest::{HostServices, load_binary};
+use spire_plugin_sdk::spire::plugintest::{OfferedHostServices, load_binary};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_agent-node-attestor");
 const PLUGIN_TYPE: &str = "agent/NodeAttestor";
@@ -53,9 +53,14 @@ fn the_declaration_script_fills_in_this_binarys_checksum() {
 
 #[tokio::test]
 async fn loads_configures_and_answers() {
-    let plugin = load_binary(PLUGIN_TYPE, BINARY, common::GOOD_HCL, HostServices::new())
-        .await
-        .expect("the binary loads with the example configuration");
+    let plugin = load_binary(
+        PLUGIN_TYPE,
+        BINARY,
+        common::GOOD_HCL,
+        OfferedHostServices::new(),
+    )
+    .await
+    .expect("the binary loads with the example configuration");
     assert!(plugin.serves("spire.plugin.agent.nodeattestor.v1.NodeAttestor"));
     common::assert_rpc_answers(plugin.client::<NodeAttestorBridge>().expect("client")).await;
     let unloaded = plugin.unload().await;
@@ -68,7 +73,7 @@ async fn refuses_bad_configurations() {
         (common::UNKNOWN_KEY_HCL, "no_such_key"),
         (common::INVALID_HCL, common::INVALID_PROBLEM),
     ] {
-        let err = load_binary(PLUGIN_TYPE, BINARY, hcl, HostServices::new())
+        let err = load_binary(PLUGIN_TYPE, BINARY, hcl, OfferedHostServices::new())
             .await
             .expect_err("the configuration is refused");
         let message = err.to_string();

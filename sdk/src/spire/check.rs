@@ -38,8 +38,8 @@ use crate::proto::spire::service::common::config::v1::{
     ConfigBridge, CoreConfiguration, ValidateRequest,
 };
 use crate::spire::catalog::{
-    CatalogError, HostServices, LoadOptions, LoadedPlugin, PluginData, PluginDeclaration, load,
-    parse_checksum, parse_plugins, plugin_service, sha256_hex,
+    CatalogError, LoadOptions, LoadedPlugin, OfferedHostServices, PluginData, PluginDeclaration,
+    load, parse_checksum, parse_plugins, plugin_service, sha256_hex,
 };
 
 /// The name the checked plugin is declared under.
@@ -256,8 +256,8 @@ pub fn supported_targets() -> Vec<String> {
 /// AgentStore and IdentityProvider for the server. Here they answer safely: Metrics accepts
 /// and drops every sample, AgentStore knows no agent (`NotFound`), IdentityProvider has no
 /// identity to give (`Unimplemented`).
-pub fn host_services(side: &str) -> HostServices {
-    let host = HostServices::new().with(MetricsBridge::bridged(NullHost));
+pub fn host_services(side: &str) -> OfferedHostServices {
+    let host = OfferedHostServices::new().with(MetricsBridge::bridged(NullHost));
     if side == "server" {
         host.with(AgentStoreBridge::bridged(NullHost))
             .with(IdentityProviderBridge::bridged(NullHost))

@@ -5,7 +5,7 @@
 //! [`serve`] runs the same code a plugin binary runs under SPIRE — the plugin's services, SPIRE's
 //! private `Init` service and go-plugin's broker — on a unix socket in a private temporary
 //! directory, without a child process, cookie check, or stdio capture. The test plays SPIRE:
-//! it serves its [`HostServices`] on broker ID 1, calls `Init` with their names and, unless told
+//! it serves its [`OfferedHostServices`] on broker ID 1, calls `Init` with their names and, unless told
 //! not to, `Configure` with a trust domain and HCL. [`InProcess::close`] calls `Deinit` (so the
 //! plugin's [`Plugin::on_close`] hook runs), stops the server and removes the directory.
 //!
@@ -57,7 +57,7 @@
 //! ```
 //!
 //! A plugin that needs a host service gets the test's implementation through
-//! [`Options::host_services`] (e.g. `HostServices::new().with(MetricsBridge::bridged(fake))`);
+//! [`Options::host_services`] (e.g. `OfferedHostServices::new().with(MetricsBridge::bridged(fake))`);
 //! when a [`Requirement::Required`](super::plugin::Requirement::Required) one is missing,
 //! [`serve`] fails with [`PluginTestError::Init`] (`FailedPrecondition`, naming the service).
 
@@ -70,7 +70,7 @@ use tonic::service::RoutesBuilder;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-pub use super::catalog::HostServices;
+pub use super::catalog::OfferedHostServices;
 use super::catalog::{
     self, CatalogError, LoadOptions, LoadedPlugin, PluginData, PluginDeclaration,
 };
@@ -90,7 +90,7 @@ pub const DEFAULT_TRUST_DOMAIN: &str = "example.org";
 #[derive(Debug)]
 pub struct Options {
     name: Option<String>,
-    host_services: HostServices,
+    host_services: OfferedHostServices,
     trust_domain: String,
     configuration: Option<String>,
     call_timeout: Duration,
@@ -110,7 +110,7 @@ impl Options {
     pub fn new() -> Options {
         Options {
             name: None,
-            host_services: HostServices::new(),
+            host_services: OfferedHostServices::new(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
             configuration: Some(String::new()),
             call_timeout: Duration::from_secs(60),
@@ -131,7 +131,7 @@ impl Options {
     }
 
     /// The host services offered to the plugin on broker ID 1 and named in `Init`.
-    pub fn host_services(mut self, host_services: HostServices) -> Options {
+    pub fn host_services(mut self, host_services: OfferedHostServices) -> Options {
         self.host_services = host_services;
         self
     }
@@ -543,13 +543,13 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use spire_plugin_sdk::proto::spire::plugin::agent::workloadattestor::v1::WorkloadAttestorBridge;
-/// use spire_plugin_sdk::spire::plugintest::{HostServices, load_binary};
+/// use spire_plugin_sdk::spire::plugintest::{OfferedHostServices, load_binary};
 ///
 /// let plugin = load_binary(
 ///     "agent/WorkloadAttestor",
 ///     "target/debug/my-attestor",
 ///     "selectors = [\"team:blue\"]",
-///     HostServices::new(),
+///     OfferedHostServices::new(),
 /// )
 /// .await?;
 /// let _attestor = plugin.client::<WorkloadAttestorBridge>()?;
@@ -564,7 +564,7 @@ pub async fn load_binary(
     side_type: &str,
     path: impl AsRef<Path>,
     hcl: &str,
-    host_services: HostServices,
+    host_services: OfferedHostServices,
 ) -> Result<LoadedPlugin, CatalogError> {
     let path = path.as_ref();
     let name = path

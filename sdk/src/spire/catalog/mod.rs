@@ -8,10 +8,10 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use spire_plugin_sdk::proto::spire::plugin::agent::keymanager::v1::KeyManagerBridge;
-//! use spire_plugin_sdk::spire::catalog::{HostServices, LoadOptions, load, parse_plugins};
+//! use spire_plugin_sdk::spire::catalog::{OfferedHostServices, LoadOptions, load, parse_plugins};
 //!
 //! let decls = parse_plugins("plugins {\n  KeyManager \"disk\" { plugin_cmd = \"./km\" }\n}")?;
-//! let plugin = load("agent", &decls[0], &LoadOptions::new("example.org"), HostServices::new()).await?;
+//! let plugin = load("agent", &decls[0], &LoadOptions::new("example.org"), OfferedHostServices::new()).await?;
 //! let mut key_manager = plugin.client::<KeyManagerBridge>()?;
 //! # let _ = &mut key_manager;
 //! plugin.unload().await;
@@ -44,22 +44,23 @@ pub const HOST_SERVICES_BROKER_ID: u32 = 1;
 pub const DEINIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The host services offered to a plugin on broker ID 1: a router and the full gRPC names of
-/// the services on it (sent in `Init`). Build one per plugin load.
+/// the services on it (sent in `Init`). Build one per plugin load. This is the host's side;
+/// inside a plugin, the clients `Init` binds are in [`crate::spire::plugin::HostServices`].
 #[derive(Default)]
-pub struct HostServices {
+pub struct OfferedHostServices {
     routes: RoutesBuilder,
     names: Vec<String>,
 }
 
-impl std::fmt::Debug for HostServices {
+impl std::fmt::Debug for OfferedHostServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostServices")
+        f.debug_struct("OfferedHostServices")
             .field("names", &self.names)
             .finish_non_exhaustive()
     }
 }
 
-impl HostServices {
+impl OfferedHostServices {
     /// No host services.
     pub fn new() -> Self {
         Self::default()
@@ -280,7 +281,7 @@ pub async fn load(
     side: &str,
     decl: &PluginDeclaration,
     options: &LoadOptions,
-    host_services: HostServices,
+    host_services: OfferedHostServices,
 ) -> Result<LoadedPlugin, CatalogError> {
     let name = decl.name.clone();
     if !decl.enabled {
@@ -380,11 +381,11 @@ impl LoadedPlugin {
             .expect("plugin client present until unload")
     }
 
-    async fn initialize(&mut self, host_services: HostServices) -> Result<(), CatalogError> {
+    async fn initialize(&mut self, host_services: OfferedHostServices) -> Result<(), CatalogError> {
         let client = self.go_plugin();
         // SPIRE accepts broker ID 1 at Dispense, just before Init: the Go plugin dials it during
         // Init and gives up when the address is older than a few seconds.
-        let HostServices { routes, names } = host_services;
+        let OfferedHostServices { routes, names } = host_services;
         client
             .broker()
             .accept_and_serve(HOST_SERVICES_BROKER_ID, routes.routes())
