@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use heck::ToKebabCase;
-use spire_plugin_codegen::scaffold::{self, PluginTarget, Project, SdkSource};
+use spire_plugin_codegen::scaffold::{self, PluginTarget, Project, SdkSource, Versions};
 use spire_plugin_codegen::{GeneratedFile, Model};
 
 use crate::flags;
@@ -24,12 +24,14 @@ pub(crate) const EXAMPLES_DIR: &str = "examples";
 /// `agent-workload-attestor/src/plugin.rs`), a workspace member taking the SDK from `sdk/`.
 pub(crate) fn examples(proto_dir: &Path) -> Result<Vec<GeneratedFile>> {
     let model = load_model(proto_dir)?;
+    let versions = workspace_versions(&project_root())?;
     let mut files = Vec::new();
     for target in scaffold::targets(&model) {
         let name = example_name(&target);
         let mut project = Project::new(target, &name, SdkSource::Path("../../sdk".to_owned()))
             .with_context(|| format!("naming the example {name}"))?;
         project.standalone = false;
+        project.versions = versions.clone();
         for file in render(&model, &project, Rustfmt::Required)? {
             files.push(GeneratedFile {
                 path: format!("{name}/{}", file.path),
@@ -43,6 +45,41 @@ pub(crate) fn examples(proto_dir: &Path) -> Result<Vec<GeneratedFile>> {
 /// `agent-workload-attestor` for `agent/WorkloadAttestor`.
 pub(crate) fn example_name(target: &PluginTarget) -> String {
     target.qualified().replace('/', "-").to_kebab_case()
+}
+
+/// The versions this workspace's `[workspace.dependencies]` gives the crates a project
+/// declares, so a project resolves to what the workspace builds with.
+fn workspace_versions(root: &Path) -> Result<Versions> {
+    let manifest = root.join("Cargo.toml");
+    let text =
+        fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("parsing {}", manifest.display()))?;
+    let version = |name: &str| -> Result<String> {
+        let item = doc
+            .get("workspace")
+            .and_then(|workspace| workspace.get("dependencies"))
+            .and_then(|dependencies| dependencies.get(name));
+        item.and_then(|item| {
+            item.as_str()
+                .or_else(|| item.get("version").and_then(toml_edit::Item::as_str))
+        })
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "{}: [workspace.dependencies] has no version for {name}",
+                manifest.display()
+            )
+        })
+    };
+    Ok(Versions {
+        tonic: version("tonic")?,
+        tokio: version("tokio")?,
+        tokio_stream: version("tokio-stream")?,
+        serde: version("serde")?,
+        tracing: version("tracing")?,
+    })
 }
 
 fn load_model(proto_dir: &Path) -> Result<Model> {
@@ -135,6 +172,7 @@ pub(crate) fn new(flags: &flags::New, invoked_from: &Path) -> Result<()> {
     };
     let mut project = Project::new(target, &crate_name, sdk.clone())?;
     project.standalone = !in_workspace;
+    project.versions = workspace_versions(&root)?;
     let files = render(&model, &project, Rustfmt::BestEffort)?;
 
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -444,6 +482,27 @@ mod tests {
         assert_eq!(
             fs::read_to_string(root.join("Cargo.toml")).unwrap(),
             "[workspace]\n# the members\nmembers = [\"sdk\", \"plugins/*\", \"mine/b\"]\n"
+        );
+    }
+
+    #[test]
+    fn versions_come_from_the_workspace_manifest() {
+        let versions = workspace_versions(&project_root()).unwrap();
+        assert_eq!(
+            versions,
+            Versions::default(),
+            "update scaffold::Versions::default"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(
+            tmp.path().join("Cargo.toml"),
+            "[workspace.dependencies]\ntonic = \"9\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", workspace_versions(tmp.path()).unwrap_err());
+        assert!(
+            err.ends_with("[workspace.dependencies] has no version for tokio"),
+            "{err}"
         );
     }
 

@@ -158,7 +158,8 @@ pub enum SdkSource {
 }
 
 /// Versions of the other dependencies a project declares; [`Default`] is what this workspace
-/// builds with.
+/// builds with (`cargo xtask` reads them from the workspace manifest, and a test keeps the two
+/// equal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versions {
     /// `tonic`.

@@ -11,8 +11,9 @@
 //! RPC step: only calls that cannot change a real system are made — KeyManager
 //! `GetPublicKeys`, WorkloadAttestor `Attest` of the checker's own PID, server NodeAttestor
 //! `Attest` opened and closed without a message, CredentialComposer `ComposeServerX509CA` of
-//! default attributes (composing is a pure function of the request). Other types (UpstreamAuthority mints and
-//! publishes, agent NodeAttestor fetches identity documents, ...) are skipped with the reason.
+//! default attributes (composing is a pure function of the request). Other types
+//! (UpstreamAuthority mints and publishes, agent NodeAttestor fetches identity documents, ...)
+//! are skipped with the reason.
 //! An RPC answering `Unimplemented` from a service the plugin reported in `Init` is a warning
 //! (`!`), not a failure: the plugin is loadable and conformant, its author has not written
 //! that RPC yet (every fresh `cargo xtask new` project is in that state).
