@@ -14,7 +14,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rustls::{CommonState, ProtocolVersion};
-use spire_plugin_sdk::goplugin::tls::{
+use spire_plugin_sdk::goplugin::__private::{
     Identity, PinnedCert, client_config, server_config, server_name,
 };
 use tokio::io::{

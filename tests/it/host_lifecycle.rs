@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use spire_plugin_sdk::goplugin::host::ClientConfig;
-use spire_plugin_sdk::goplugin::manager::{
+use spire_plugin_sdk::goplugin::ClientConfig;
+use spire_plugin_sdk::goplugin::{
     ExitCause, PluginChannel, PluginExited, PluginHandle, PluginManager, PluginSpec, PluginState,
     RestartPolicy,
 };

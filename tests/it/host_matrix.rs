@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use spire_plugin_sdk::bridge::ClientBridge;
 use spire_plugin_sdk::goplugin::hclog::{Level, LogEntry, LogSink};
-use spire_plugin_sdk::goplugin::host::{ClientConfig, PluginClient};
+use spire_plugin_sdk::goplugin::{ClientConfig, PluginClient};
 use spire_plugin_tests::interop::interop::v1::EchoBridge;
 use spire_plugin_tests::{Responder, interop_handshake};
 use tonic::service::RoutesBuilder;

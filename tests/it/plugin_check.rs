@@ -6,8 +6,9 @@
 
 use std::path::PathBuf;
 
+use spire_plugin_sdk::spire::PluginType;
 use spire_plugin_sdk::spire::catalog::sha256_hex;
-use spire_plugin_sdk::spire::check::{CheckOptions, Outcome, Report, run};
+use spire_plugin_sdk::spire::check::{CheckOptions, Outcome, Report, StepName, run};
 
 use crate::support::go_binary;
 
@@ -30,7 +31,10 @@ fn tagged_process_exists(tag: &str) -> bool {
 
 /// Options for the Go test plugin serving `go_type` as `target`, with `flags`.
 fn go(target: &str, go_type: &str, tag: &str, flags: &[&str]) -> CheckOptions {
-    let mut options = CheckOptions::new(target, go_binary("spireplugin"));
+    let mut options = CheckOptions::new(
+        target.parse().expect("a SPIRE plugin type"),
+        go_binary("spireplugin"),
+    );
     options.args = [format!("-type={go_type}"), tag.to_owned()]
         .into_iter()
         .chain(flags.iter().map(|f| (*f).to_owned()))
@@ -39,14 +43,17 @@ fn go(target: &str, go_type: &str, tag: &str, flags: &[&str]) -> CheckOptions {
 }
 
 fn rust(target: &str, bin: &str, config: &str) -> CheckOptions {
-    let mut options = CheckOptions::new(target, PathBuf::from(bin));
+    let mut options = CheckOptions::new(
+        target.parse().expect("a SPIRE plugin type"),
+        PathBuf::from(bin),
+    );
     options.config = Some(config.to_owned());
     options
 }
 
 fn assert_passed(report: &Report) {
     assert!(report.passed(), "{}", report.to_text());
-    let names: Vec<&str> = report.steps.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = report.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -71,7 +78,7 @@ fn assert_failed(report: &Report, step: &str, reason: &str) {
     let failure = report
         .failure()
         .unwrap_or_else(|| panic!("the check must fail:\n{}", report.to_text()));
-    assert_eq!(failure.name, step, "{}", report.to_text());
+    assert_eq!(failure.name.as_str(), step, "{}", report.to_text());
     assert!(failure.detail.contains(reason), "{}", report.to_text());
     assert!(report.to_text().contains(&format!("FAIL: {step}: ")));
 }
@@ -105,9 +112,15 @@ async fn passes_every_rust_test_plugin() {
         options.checksum = Some(sha256_hex(&bytes));
         let report = run(&options).await;
         assert_passed(&report);
-        assert!(report.step("checksum").unwrap().detail.ends_with("matches"));
-        let rpc = report.step("rpc").unwrap();
-        if options.target == "server/UpstreamAuthority" {
+        assert!(
+            report
+                .step(StepName::Checksum)
+                .unwrap()
+                .detail
+                .ends_with("matches")
+        );
+        let rpc = report.step(StepName::Rpc).unwrap();
+        if options.plugin_type.to_string() == "server/UpstreamAuthority" {
             assert_eq!(rpc.outcome, Outcome::Skip);
         } else {
             assert_eq!(rpc.outcome, Outcome::Pass, "{}", report.to_text());
@@ -133,7 +146,7 @@ async fn passes_every_go_test_plugin_type() {
         assert_passed(&report);
         assert!(
             report
-                .step("services")
+                .step(StepName::Services)
                 .unwrap()
                 .detail
                 .contains("also: spire.service.common.config.v1.Config"),
@@ -168,11 +181,12 @@ async fn an_unimplemented_rpc_is_a_warning() {
     ))
     .await;
     assert_passed(&report);
-    let rpc = report.step("rpc").unwrap();
+    let rpc = report.step(StepName::Rpc).unwrap();
     assert_eq!(rpc.outcome, Outcome::Warn, "{}", report.to_text());
     assert!(
-        rpc.detail
-            .starts_with("GetPublicKeys: served but not implemented yet (code = Unimplemented"),
+        rpc.detail.starts_with(
+            "GetPublicKeys: served but not implemented yet (rpc error: code = Unimplemented"
+        ),
         "{}",
         report.to_text()
     );
@@ -197,7 +211,7 @@ async fn credential_composer_composes_default_attributes() {
     options.config = Some("plugin_data {\n  policy = \"1.2.3.4\"\n}\n".to_owned());
     let report = run(&options).await;
     assert_passed(&report);
-    let rpc = report.step("rpc").unwrap();
+    let rpc = report.step(StepName::Rpc).unwrap();
     assert_eq!(rpc.outcome, Outcome::Pass, "{}", report.to_text());
     assert_eq!(rpc.detail, "ComposeServerX509CA: attributes composed");
     assert!(!tagged_process_exists(&tag));
@@ -214,7 +228,10 @@ async fn no_config_service_without_data_passes() {
     ))
     .await;
     assert!(report.passed(), "{}", report.to_text());
-    assert_eq!(report.step("validate").unwrap().outcome, Outcome::Skip);
+    assert_eq!(
+        report.step(StepName::Validate).unwrap().outcome,
+        Outcome::Skip
+    );
     assert!(!tagged_process_exists(&tag));
 }
 
@@ -280,13 +297,16 @@ async fn fails_at_the_right_step_with_the_reason() {
     options.checksum = Some("00".repeat(32));
     let report = run(&options).await;
     assert_failed(&report, "checksum", "checksum mismatch: expected 0000");
-    assert!(report.step("launch").is_none());
+    assert!(report.step(StepName::Launch).is_none());
 
-    // Malformed checksum, unknown type.
+    // Malformed checksum; an unknown type is refused where the text is read, naming the types.
     options.checksum = Some("xyz".to_owned());
     assert_failed(&run(&options).await, "checksum", "not a valid hex string");
-    let report = run(&go("agent/Nope", "agent-keymanager", &tag, &[])).await;
-    assert_failed(&report, "type", "unsupported plugin type \"agent/Nope\"");
+    let unknown = "agent/Nope".parse::<PluginType>().unwrap_err().to_string();
+    assert!(
+        unknown.starts_with("unsupported plugin type \"agent/Nope\"; supported: agent/KeyManager,"),
+        "{unknown}"
+    );
 
     assert!(!tagged_process_exists(&tag), "plugin process left behind");
 }

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Group, Pid};
-use spire_plugin_sdk::goplugin::handshake::NOT_A_PLUGIN_MESSAGE;
-use spire_plugin_sdk::goplugin::transport;
+use spire_plugin_sdk::goplugin::__private as transport;
+use spire_plugin_sdk::goplugin::__private::NOT_A_PLUGIN_MESSAGE;
 use spire_plugin_sdk::proto::plugin::Empty;
 use spire_plugin_sdk::proto::plugin::grpc_controller_client::GrpcControllerClient;
 use tonic::transport::Channel;

@@ -17,9 +17,7 @@ use spire_plugin_sdk::proto::spire::service::common::config::v1::{
     ConfigBridge, CoreConfiguration, ValidateRequest,
 };
 use spire_plugin_sdk::spire::catalog::CatalogError;
-use spire_plugin_sdk::spire::plugintest::{
-    self, InProcess, OfferedHostServices, Options, PluginTestError,
-};
+use spire_plugin_sdk::spire::plugintest::{self, InProcess, OfferedHostServices, Options};
 use spire_plugin_tests::{key_manager, workload_attestor};
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -68,7 +66,7 @@ async fn workload_attestor_configures_answers_and_closes_with_deinit() {
     assert_eq!(attest(&served, 42).await, ["team:blue", "x:y", "pid:42"]);
     // A service the plugin does not serve.
     let err = served.client::<KeyManagerBridge>().unwrap_err();
-    assert!(matches!(err, PluginTestError::NotServed { .. }), "{err}");
+    assert!(matches!(err, CatalogError::NotServed { .. }), "{err}");
     assert!(err.to_string().contains(KEY_MANAGER), "{err}");
 
     // The sockets live in one private directory, gone after close.
@@ -100,7 +98,9 @@ async fn configure_refuses_bad_hcl_naming_the_key() {
     assert!(status.message().contains("selectors"), "{err}");
     let text = err.to_string();
     assert!(
-        text.starts_with("plugin \"WorkloadAttestor\": Configure failed: InvalidArgument: "),
+        text.starts_with(
+            "failed to configure plugin \"WorkloadAttestor\": rpc error: code = InvalidArgument desc = "
+        ),
         "{text}"
     );
 
@@ -119,13 +119,13 @@ async fn configure_refuses_bad_hcl_naming_the_key() {
         .configure("key_prefix = \"km\"\nkey_prefx = \"typo\"")
         .await
         .unwrap_err();
-    assert!(matches!(err, PluginTestError::Configure { .. }), "{err}");
+    assert!(matches!(err, CatalogError::Configure { .. }), "{err}");
     let status = err.status().unwrap();
     assert_eq!(status.code(), Code::InvalidArgument, "{err}");
     assert!(status.message().contains("key_prefx"), "{err}");
     assert!(
         err.to_string()
-            .starts_with("plugin \"disk\": Configure failed"),
+            .starts_with("failed to configure plugin \"disk\": rpc error: code = "),
         "{err}"
     );
     // Not configured yet: the plugin says so.
@@ -207,11 +207,13 @@ async fn a_missing_required_host_service_fails_init() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, PluginTestError::Init { .. }), "{err}");
+    assert!(matches!(err, CatalogError::Init { .. }), "{err}");
     assert_eq!(err.status().unwrap().code(), Code::FailedPrecondition);
     let text = err.to_string();
     assert!(
-        text.starts_with("plugin \"KeyManager\": Init failed: FailedPrecondition: "),
+        text.starts_with(
+            "failed to load plugin \"KeyManager\": failed to initialize plugin: rpc error: code = FailedPrecondition desc = "
+        ),
         "{text}"
     );
     assert!(
@@ -259,7 +261,7 @@ async fn hcl_for_a_plugin_without_config_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, PluginTestError::NoConfigInterface { .. }),
+        matches!(err, CatalogError::NoConfigInterface { .. }),
         "{err}"
     );
     // Without HCL, Configure is skipped and the plugin answers.

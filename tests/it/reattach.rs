@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use spire_plugin_sdk::bridge::ClientBridge;
-use spire_plugin_sdk::goplugin::host::{AttachOptions, ClientConfig, PluginClient, StartError};
-use spire_plugin_sdk::goplugin::reattach::ReattachConfig;
+use spire_plugin_sdk::goplugin::ReattachConfig;
+use spire_plugin_sdk::goplugin::{AttachOptions, ClientConfig, PluginClient, StartError};
 use spire_plugin_tests::interop::interop::v1::EchoBridge;
 use spire_plugin_tests::interop_handshake;
 

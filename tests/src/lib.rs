@@ -26,12 +26,8 @@ pub mod interop {
 }
 
 /// The go-plugin handshake shared by the interop programs (Rust and Go).
-pub fn interop_handshake() -> spire_plugin_sdk::goplugin::handshake::HandshakeConfig {
-    spire_plugin_sdk::goplugin::handshake::HandshakeConfig {
-        protocol_version: 1,
-        magic_cookie_key: "INTEROP_PLUGIN".to_owned(),
-        magic_cookie_value: "interop-echo".to_owned(),
-    }
+pub fn interop_handshake() -> spire_plugin_sdk::goplugin::HandshakeConfig {
+    spire_plugin_sdk::goplugin::HandshakeConfig::new(1, "INTEROP_PLUGIN", "interop-echo")
 }
 
 /// What each side serves on brokered connections in the interop tests: `Say` answers

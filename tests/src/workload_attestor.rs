@@ -13,9 +13,9 @@ use spire_plugin_sdk::proto::spire::service::common::config::v1::{
     ConfigBridge, ConfigureRequest, ConfigureResponse, ValidateRequest, ValidateResponse,
     config_server::Config,
 };
+use spire_plugin_sdk::spire::plugin::Configuration;
 use spire_plugin_sdk::spire::plugin::Plugin;
-use spire_plugin_sdk::spire::plugin::config::Configuration;
-use spire_plugin_sdk::spire::plugin::status::ResultExt;
+use spire_plugin_sdk::spire::plugin::ResultExt;
 use tonic::{Request, Response, Status};
 
 /// The plugin's own configuration.

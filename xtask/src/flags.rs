@@ -157,8 +157,8 @@ pub(crate) struct BenchCompat {
 #[derive(Debug, Args)]
 pub(crate) struct PluginCheck {
     /// The plugin type as `<side>/<Type>`, e.g. `agent/KeyManager`, `server/NodeAttestor`.
-    #[arg(long = "type", value_name = "SIDE/TYPE", value_parser = parse_target)]
-    pub(crate) target: String,
+    #[arg(long = "type", value_name = "SIDE/TYPE")]
+    pub(crate) plugin_type: spire_plugin_sdk::spire::PluginType,
     /// The plugin binary (`plugin_cmd`).
     #[arg(long, value_name = "PATH")]
     pub(crate) cmd: std::path::PathBuf,
@@ -181,13 +181,6 @@ pub(crate) struct PluginCheck {
     /// How to print the report.
     #[arg(long, value_enum, default_value_t = CompatFormat::Text)]
     pub(crate) format: CompatFormat,
-}
-
-/// `<side>/<Type>` with both parts present (whether SPIRE supports it is the check's first step).
-fn parse_target(text: &str) -> Result<String, String> {
-    spire_plugin_sdk::spire::check::split_target(text)
-        .map(|_| text.to_owned())
-        .ok_or_else(|| format!("expected <side>/<Type>, e.g. agent/KeyManager; got {text:?}"))
 }
 
 #[derive(Debug, Args)]

@@ -40,7 +40,7 @@ pub(crate) fn run(flags: &PluginCheck, invoked_from: &Path) -> anyhow::Result<()
 
 /// The check's options from the flags; paths relative to `invoked_from`.
 fn options(flags: &PluginCheck, invoked_from: &Path) -> anyhow::Result<CheckOptions> {
-    let mut options = CheckOptions::new(flags.target.clone(), invoked_from.join(&flags.cmd));
+    let mut options = CheckOptions::new(flags.plugin_type, invoked_from.join(&flags.cmd));
     options.args.clone_from(&flags.args);
     options.checksum.clone_from(&flags.checksum);
     options.trust_domain.clone_from(&flags.trust_domain);
@@ -90,7 +90,7 @@ mod tests {
             "-no-config",
         ])
         .unwrap();
-        assert_eq!(flags.target, "server/NodeAttestor");
+        assert_eq!(flags.plugin_type.to_string(), "server/NodeAttestor");
         assert_eq!(flags.args, ["-type=server-nodeattestor", "-no-config"]);
         assert_eq!(flags.format, CompatFormat::Json);
         assert_eq!(flags.trust_domain, "td.test");

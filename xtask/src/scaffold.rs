@@ -74,7 +74,6 @@ fn workspace_versions(root: &Path) -> Result<Versions> {
         })
     };
     Ok(Versions {
-        tonic: version("tonic")?,
         tokio: version("tokio")?,
         tokio_stream: version("tokio-stream")?,
         serde: version("serde")?,

@@ -162,8 +162,6 @@ pub enum SdkSource {
 /// equal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versions {
-    /// `tonic`.
-    pub tonic: String,
     /// `tokio`.
     pub tokio: String,
     /// `tokio-stream` (streaming RPCs and tests).
@@ -177,7 +175,6 @@ pub struct Versions {
 impl Default for Versions {
     fn default() -> Self {
         Versions {
-            tonic: "0.14".to_owned(),
             tokio: "1".to_owned(),
             tokio_stream: "0.1".to_owned(),
             serde: "1".to_owned(),
@@ -351,6 +348,8 @@ struct View {
     any_streaming_response: bool,
     any_streaming_request: bool,
     sdk_dependency: String,
+    /// The same source with the host side on, for `[dev-dependencies]`.
+    sdk_dev_dependency: String,
     versions: Versions,
     standalone: bool,
 }
@@ -466,6 +465,20 @@ impl View {
             sdk_dependency: match &project.sdk {
                 SdkSource::Path(path) => format!("{{ path = {} }}", toml_string(path)),
                 SdkSource::Version(version) => toml_string(version),
+            },
+            sdk_dev_dependency: match &project.sdk {
+                SdkSource::Path(path) => {
+                    format!(
+                        "{{ path = {}, features = [\"spire-host\"] }}",
+                        toml_string(path)
+                    )
+                }
+                SdkSource::Version(version) => {
+                    format!(
+                        "{{ version = {}, features = [\"spire-host\"] }}",
+                        toml_string(version)
+                    )
+                }
             },
             versions: project.versions.clone(),
             standalone: project.standalone,

@@ -140,8 +140,12 @@ fn a_type_without_hints_gets_no_host_services_and_a_generic_setting() {
         spire-plugin-sdk = { path = "../sdk" }
         tokio = { version = "1", features = ["macros", "rt-multi-thread", "sync", "time"] }
         tokio-stream = "0.1"
-        tonic = "0.14"
         tracing = "0.1"
+
+        # The tests also load the plugin as SPIRE does (catalog, plugintest, check): the host side is
+        # compiled for them only, never into the plugin binary.
+        [dev-dependencies]
+        spire-plugin-sdk = { path = "../sdk", features = ["spire-host"] }
 
         # The project is a workspace of its own, so it builds wherever it is put.
         [workspace]

@@ -8,15 +8,14 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
 use spire_plugin_sdk::proto::spire::plugin::agent::keymanager::v1::{
     self as api, key_manager_server::KeyManager,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::AgentKeyManagerConfig;
 
@@ -64,7 +63,7 @@ impl AgentKeyManager {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl KeyManager for AgentKeyManager {
     /// Creates a private key and stores it under the requested ID. When the ID is
     /// already in use, the old key is replaced and the new one must report a

@@ -10,11 +10,10 @@
 use std::path::Path;
 
 use serde::Deserialize;
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::service::common::config::v1::{
     ConfigureRequest, ConfigureResponse, ValidateRequest, ValidateResponse, config_server::Config,
 };
-use spire_plugin_sdk::spire::plugin::config::{ConfigError, Configuration};
-use tonic::{Request, Response, Status};
 
 use crate::plugin::AgentNodeAttestor;
 
@@ -65,7 +64,7 @@ impl AgentNodeAttestorConfig {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl Config for AgentNodeAttestor {
     async fn configure(
         &self,

@@ -8,16 +8,15 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
 use spire_plugin_sdk::proto::spire::plugin::agent::nodeattestor::v1::{
     self as api, node_attestor_server::NodeAttestor,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use spire_plugin_sdk::spire::plugin::ResponseStream;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status, Streaming};
+use spire_plugin_sdk::tonic::Streaming;
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::AgentNodeAttestorConfig;
 
@@ -65,7 +64,7 @@ impl AgentNodeAttestor {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl NodeAttestor for AgentNodeAttestor {
     /// The stream AidAttestation answers with.
     type AidAttestationStream = ResponseStream<api::PayloadOrChallengeResponse>;

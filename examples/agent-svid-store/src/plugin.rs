@@ -8,15 +8,14 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
 use spire_plugin_sdk::proto::spire::plugin::agent::svidstore::v1::{
     self as api, svid_store_server::SvidStore,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::AgentSvidStoreConfig;
 
@@ -64,7 +63,7 @@ impl AgentSvidStore {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl SvidStore for AgentSvidStore {
     /// Writes (or overwrites) an X509-SVID in the secret store. The agent calls
     /// this again whenever the SVID is renewed or its bundles change.

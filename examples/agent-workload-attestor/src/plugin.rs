@@ -8,15 +8,14 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
 use spire_plugin_sdk::proto::spire::plugin::agent::workloadattestor::v1::{
     self as api, workload_attestor_server::WorkloadAttestor,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::AgentWorkloadAttestorConfig;
 
@@ -64,7 +63,7 @@ impl AgentWorkloadAttestor {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl WorkloadAttestor for AgentWorkloadAttestor {
     /// Collects selectors for the workload running as the given process.
     ///

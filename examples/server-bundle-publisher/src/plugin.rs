@@ -8,15 +8,14 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
 use spire_plugin_sdk::proto::spire::plugin::server::bundlepublisher::v1::{
     self as api, bundle_publisher_server::BundlePublisher,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::ServerBundlePublisherConfig;
 
@@ -64,7 +63,7 @@ impl ServerBundlePublisher {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl BundlePublisher for ServerBundlePublisher {
     /// Called by SPIRE Server whenever it wants the bundle written out. The
     /// plugin should write the bundle from the request to its configured

@@ -8,15 +8,14 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
 use spire_plugin_sdk::proto::spire::plugin::server::credentialcomposer::v1::{
     self as api, credential_composer_server::CredentialComposer,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::ServerCredentialComposerConfig;
 
@@ -64,7 +63,7 @@ impl ServerCredentialComposer {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl CredentialComposer for ServerCredentialComposer {
     /// Lets the plugin shape the X.509 CA certificate that SPIRE Server mints
     /// for itself. The resulting certificate must still be a valid SPIFFE

@@ -8,15 +8,14 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
 use spire_plugin_sdk::proto::spire::plugin::server::keymanager::v1::{
     self as api, key_manager_server::KeyManager,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::ServerKeyManagerConfig;
 
@@ -64,7 +63,7 @@ impl ServerKeyManager {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl KeyManager for ServerKeyManager {
     /// Creates a fresh private key and stores it under the requested ID. If a
     /// key with that ID is already present it is replaced, and the new key must

@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
@@ -18,10 +19,8 @@ use spire_plugin_sdk::proto::spire::hostservice::server::agentstore::v1::{
 use spire_plugin_sdk::proto::spire::plugin::server::nodeattestor::v1::{
     self as api, node_attestor_server::NodeAttestor,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use spire_plugin_sdk::spire::plugin::ResponseStream;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status, Streaming};
+use spire_plugin_sdk::tonic::Streaming;
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::ServerNodeAttestorConfig;
 
@@ -76,7 +75,7 @@ impl ServerNodeAttestor {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl NodeAttestor for ServerNodeAttestor {
     /// The stream Attest answers with.
     type AttestStream = ResponseStream<api::AttestResponse>;

@@ -8,11 +8,10 @@
 //! and the plugin keeps the configuration it had.
 
 use serde::Deserialize;
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::service::common::config::v1::{
     ConfigureRequest, ConfigureResponse, ValidateRequest, ValidateResponse, config_server::Config,
 };
-use spire_plugin_sdk::spire::plugin::config::{ConfigError, Configuration};
-use tonic::{Request, Response, Status};
 
 use crate::plugin::ServerNotifier;
 
@@ -60,7 +59,7 @@ impl ServerNotifierConfig {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl Config for ServerNotifier {
     async fn configure(
         &self,

@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
@@ -18,9 +19,7 @@ use spire_plugin_sdk::proto::spire::hostservice::server::identityprovider::v1::{
 use spire_plugin_sdk::proto::spire::plugin::server::notifier::v1::{
     self as api, notifier_server::Notifier,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::ServerNotifierConfig;
 
@@ -75,7 +74,7 @@ impl ServerNotifier {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl Notifier for ServerNotifier {
     /// Fire-and-forget notification. SPIRE Server logs any error the plugin
     /// returns here but does not change its behaviour because of it.

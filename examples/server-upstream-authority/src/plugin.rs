@@ -8,16 +8,14 @@
 
 use std::sync::{Arc, RwLock};
 
+use spire_plugin_sdk::prelude::*;
 use spire_plugin_sdk::proto::spire::hostservice::common::metrics::v1::{
     MetricsBridge, metrics_client::MetricsClient,
 };
 use spire_plugin_sdk::proto::spire::plugin::server::upstreamauthority::v1::{
     self as api, upstream_authority_server::UpstreamAuthority,
 };
-use spire_plugin_sdk::spire::plugin::HostServices;
-use spire_plugin_sdk::spire::plugin::ResponseStream;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use spire_plugin_sdk::tonic::transport::Channel;
 
 use crate::config::ServerUpstreamAuthorityConfig;
 
@@ -65,7 +63,7 @@ impl ServerUpstreamAuthority {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl UpstreamAuthority for ServerUpstreamAuthority {
     /// The stream MintX509CAAndSubscribe answers with.
     type MintX509CAAndSubscribeStream = ResponseStream<api::MintX509caResponse>;

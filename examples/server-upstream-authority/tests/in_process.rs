@@ -9,9 +9,9 @@ use spire_plugin_sdk::proto::spire::service::common::config::v1::{
     ConfigBridge, CoreConfiguration, ValidateRequest,
 };
 use spire_plugin_sdk::spire::check;
-use spire_plugin_sdk::spire::plugin::config;
+use spire_plugin_sdk::spire::plugin::parse_config;
 use spire_plugin_sdk::spire::plugintest::{self, Options};
-use tonic::Code;
+use spire_plugin_sdk::tonic::Code;
 
 fn configured_with(hcl: &str) -> Options {
     Options::new().configuration(hcl)
@@ -50,7 +50,7 @@ async fn configure_keeps_the_typed_configuration_and_a_refused_one_changes_nothi
     .expect("configured");
     let expected = ServerUpstreamAuthorityConfig {
         trust_domain: plugintest::DEFAULT_TRUST_DOMAIN.to_owned(),
-        ..config::parse(common::GOOD_HCL).expect("GOOD_HCL decodes")
+        ..parse_config(common::GOOD_HCL).expect("GOOD_HCL decodes")
     };
     assert_eq!(*state.config().expect("configured"), expected);
 
@@ -73,7 +73,8 @@ async fn binds_the_host_services_spire_offers_and_runs_without_them() {
     let state = ServerUpstreamAuthority::default();
     let served = plugintest::serve(
         server_upstream_authority::plugin_with(state.clone()),
-        configured_with(common::GOOD_HCL).host_services(check::host_services("server")),
+        configured_with(common::GOOD_HCL)
+            .host_services(check::host_services(spire_plugin_sdk::spire::Side::Server)),
     )
     .await
     .expect("configured");

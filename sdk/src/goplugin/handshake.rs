@@ -28,8 +28,10 @@ pub const NOT_A_PLUGIN_MESSAGE: &str = "This binary is a plugin. These are not m
 pub const MUX_NOT_SUPPORTED_MESSAGE: &str =
     "client requested gRPC broker multiplexing but plugin does not support the feature";
 
-/// An application's handshake settings, shared by its host and its plugins.
+/// An application's handshake settings, shared by its host and its plugins. Build one with
+/// [`HandshakeConfig::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct HandshakeConfig {
     /// The app protocol version served when nothing else is negotiated.
     pub protocol_version: u32,
@@ -52,6 +54,27 @@ pub enum CookieError {
 }
 
 impl HandshakeConfig {
+    /// Protocol `version`, and the cookie: the host sets environment variable `cookie_key` to
+    /// `cookie_value`, and the plugin refuses to start without it.
+    ///
+    /// ```
+    /// use spire_plugin_sdk::goplugin::HandshakeConfig;
+    ///
+    /// let handshake = HandshakeConfig::new(1, "BASIC_PLUGIN", "hello");
+    /// assert_eq!(handshake.magic_cookie_key, "BASIC_PLUGIN");
+    /// ```
+    pub fn new(
+        version: u32,
+        cookie_key: impl Into<String>,
+        cookie_value: impl Into<String>,
+    ) -> Self {
+        HandshakeConfig {
+            protocol_version: version,
+            magic_cookie_key: cookie_key.into(),
+            magic_cookie_value: cookie_value.into(),
+        }
+    }
+
     /// The plugin-side checks go-plugin's `Serve` makes before anything else: a non-empty cookie
     /// in `self`, then `lookup(key) == value` (an unset variable reads as empty).
     pub fn check_cookie(

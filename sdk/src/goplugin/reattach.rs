@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Where a running plugin listens, and which process it is.
 ///
 /// ```
-/// use spire_plugin_sdk::goplugin::reattach::ReattachConfig;
+/// use spire_plugin_sdk::goplugin::ReattachConfig;
 ///
 /// let json = r#"{"Protocol":"grpc","ProtocolVersion":6,"Pid":42,"Test":true,
 ///                "Addr":{"Network":"unix","String":"/tmp/plugin1"}}"#;

@@ -45,13 +45,9 @@ type ServicesFn = Box<dyn FnOnce(&ServeContext) -> Vec<BridgedServer> + Send>;
 /// A plugin ready to be served: its handshake and, per app protocol version, its services.
 ///
 /// ```no_run
-/// # use spire_plugin_sdk::goplugin::{handshake::HandshakeConfig, server::PluginServer};
+/// # use spire_plugin_sdk::goplugin::{HandshakeConfig, PluginServer};
 /// # async fn run() {
-/// let handshake = HandshakeConfig {
-///     protocol_version: 1,
-///     magic_cookie_key: "MY_PLUGIN".into(),
-///     magic_cookie_value: "hello".into(),
-/// };
+/// let handshake = HandshakeConfig::new(1, "MY_PLUGIN", "hello");
 /// PluginServer::new(handshake)
 ///     .version(1, |_ctx| vec![/* MyServiceBridge::bridged(MyImpl) */])
 ///     .serve_or_exit()
@@ -79,10 +75,15 @@ impl std::fmt::Debug for PluginServer {
 
 /// Why serving stopped before or instead of a clean shutdown.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     /// The cookie check failed; `Display` is go-plugin's exact text.
     #[error(transparent)]
     Cookie(#[from] CookieError),
+    /// The plugin's services are misdeclared (e.g. SPIRE's
+    /// `spire::plugin::DeclarationError`); nothing was served.
+    #[error("the plugin's services are misdeclared: {0}")]
+    Services(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The plugin declared no protocol version.
     #[error("the plugin serves no protocol version: call PluginServer::version")]
     NoVersions,

@@ -18,11 +18,14 @@
 //! (`!`), not a failure: the plugin is loadable and conformant, its author has not written
 //! that RPC yet (every fresh `cargo xtask new` project is in that state).
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tonic::Code;
 
+use super::session::go_status;
+use super::types::{PluginType, Side};
 use crate::bridge::{ClientBridge, ServiceBridge};
 use crate::proto::spire::hostservice::common::metrics::v1::{
     AddSampleRequest, EmitKeyRequest, IncrCounterRequest, MeasureSinceRequest, MetricsBridge,
@@ -35,22 +38,21 @@ use crate::proto::spire::hostservice::server::identityprovider::v1::{
     FetchX509IdentityRequest, FetchX509IdentityResponse, IdentityProviderBridge,
     identity_provider_server::IdentityProvider,
 };
-use crate::proto::spire::service::common::config::v1::{
-    ConfigBridge, CoreConfiguration, ValidateRequest,
-};
+use crate::proto::spire::service::common::config::v1::ConfigBridge;
 use crate::spire::catalog::{
     CatalogError, LoadOptions, LoadedPlugin, OfferedHostServices, PluginData, PluginDeclaration,
-    load, parse_checksum, parse_plugins, plugin_service, sha256_hex,
+    load, parse_checksum, parse_plugins, sha256_hex,
 };
 
 /// The name the checked plugin is declared under.
 pub const PLUGIN_NAME: &str = "plugin-check";
 
-/// What to check.
+/// What to check. Build with [`CheckOptions::new`], then set the fields that differ.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CheckOptions {
-    /// `<side>/<Type>`, e.g. `agent/KeyManager`.
-    pub target: String,
+    /// The plugin type to load the binary as, e.g. `agent/KeyManager`.
+    pub plugin_type: PluginType,
     /// The plugin binary.
     pub cmd: PathBuf,
     /// Its arguments (`plugin_args`).
@@ -66,11 +68,11 @@ pub struct CheckOptions {
 }
 
 impl CheckOptions {
-    /// A check of `cmd` as `target`, no arguments, config or checksum, trust domain
+    /// A check of `cmd` as `plugin_type`, no arguments, config or checksum, trust domain
     /// `example.org`, 30 s per step.
-    pub fn new(target: impl Into<String>, cmd: impl Into<PathBuf>) -> Self {
+    pub fn new(plugin_type: PluginType, cmd: impl Into<PathBuf>) -> Self {
         CheckOptions {
-            target: target.into(),
+            plugin_type,
             cmd: cmd.into(),
             args: Vec::new(),
             config: None,
@@ -81,8 +83,60 @@ impl CheckOptions {
     }
 }
 
+/// The steps of a check, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StepName {
+    /// The plugin type and its service.
+    Type,
+    /// The configuration data.
+    Config,
+    /// The binary's SHA-256, compared when one was given.
+    Checksum,
+    /// go-plugin's launch and handshake.
+    Launch,
+    /// SPIRE's `Init`, host services offered.
+    Init,
+    /// The services the plugin reported.
+    Services,
+    /// `Configure`.
+    Configure,
+    /// `Validate` with the same data.
+    Validate,
+    /// One harmless RPC of the plugin type.
+    Rpc,
+    /// `Deinit` and the process's end.
+    Unload,
+}
+
+impl StepName {
+    /// The step's name as printed: `type`, `config`, `checksum`, `launch`, `init`, `services`,
+    /// `configure`, `validate`, `rpc`, `unload`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::Type => "type",
+            StepName::Config => "config",
+            StepName::Checksum => "checksum",
+            StepName::Launch => "launch",
+            StepName::Init => "init",
+            StepName::Services => "services",
+            StepName::Configure => "configure",
+            StepName::Validate => "validate",
+            StepName::Rpc => "rpc",
+            StepName::Unload => "unload",
+        }
+    }
+}
+
+impl fmt::Display for StepName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A step's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The step passed.
     Pass,
@@ -119,10 +173,10 @@ impl Outcome {
 
 /// One step of the check.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Step {
-    /// `type`, `config`, `checksum`, `launch`, `init`, `services`, `configure`, `validate`,
-    /// `rpc` or `unload`.
-    pub name: &'static str,
+    /// Which step.
+    pub name: StepName,
     /// Its outcome.
     pub outcome: Outcome,
     /// What was found, or why it failed or was skipped.
@@ -131,9 +185,10 @@ pub struct Step {
 
 /// The steps run, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Report {
-    /// `<side>/<Type>` as given.
-    pub target: String,
+    /// The plugin type checked.
+    pub plugin_type: PluginType,
     /// The binary.
     pub cmd: PathBuf,
     /// The steps.
@@ -141,7 +196,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn push(&mut self, name: &'static str, outcome: Outcome, detail: impl Into<String>) {
+    fn push(&mut self, name: StepName, outcome: Outcome, detail: impl Into<String>) {
         self.steps.push(Step {
             name,
             outcome,
@@ -159,14 +214,14 @@ impl Report {
         self.steps.iter().find(|s| s.outcome == Outcome::Fail)
     }
 
-    /// The step called `name`, if it ran.
-    pub fn step(&self, name: &str) -> Option<&Step> {
+    /// The step `name`, if it ran.
+    pub fn step(&self, name: StepName) -> Option<&Step> {
         self.steps.iter().find(|s| s.name == name)
     }
 
     /// One line per step (`✓`/`✗`/`-`/`!`, name, detail), then a `PASS`/`FAIL` line.
     pub fn to_text(&self) -> String {
-        let mut out = format!("plugin-check {} {}\n", self.target, self.cmd.display());
+        let mut out = format!("plugin-check {} {}\n", self.plugin_type, self.cmd.display());
         for step in &self.steps {
             out.push_str(&format!(
                 "  {} {:<9} {}\n",
@@ -185,11 +240,11 @@ impl Report {
     /// `{"target", "cmd", "passed", "steps": [{"name", "outcome", "detail"}]}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "target": self.target,
+            "target": self.plugin_type.to_string(),
             "cmd": self.cmd.display().to_string(),
             "passed": self.passed(),
             "steps": self.steps.iter().map(|s| serde_json::json!({
-                "name": s.name,
+                "name": s.name.as_str(),
                 "outcome": s.outcome.label(),
                 "detail": s.detail,
             })).collect::<Vec<_>>(),
@@ -235,31 +290,13 @@ pub fn config_data(text: &str) -> Result<(String, ConfigSource), String> {
     }
 }
 
-/// Splits `<side>/<Type>`; `None` unless both parts are non-empty.
-pub fn split_target(target: &str) -> Option<(&str, &str)> {
-    let (side, plugin_type) = target.split_once('/')?;
-    (!side.is_empty() && !plugin_type.is_empty() && !plugin_type.contains('/'))
-        .then_some((side, plugin_type))
-}
-
-/// Every `<side>/<Type>` SPIRE supports, sorted.
-pub fn supported_targets() -> Vec<String> {
-    let mut targets: Vec<String> = crate::proto::SERVICES
-        .iter()
-        .filter_map(|info| Some(format!("{}/{}", info.side?, info.plugin_type?)))
-        .collect();
-    targets.sort();
-    targets.dedup();
-    targets
-}
-
 /// The host services SPIRE offers plugins on `side`: Metrics for the agent; Metrics,
 /// AgentStore and IdentityProvider for the server. Here they answer safely: Metrics accepts
 /// and drops every sample, AgentStore knows no agent (`NotFound`), IdentityProvider has no
 /// identity to give (`Unimplemented`).
-pub fn host_services(side: &str) -> OfferedHostServices {
+pub fn host_services(side: Side) -> OfferedHostServices {
     let host = OfferedHostServices::new().with(MetricsBridge::bridged(NullHost));
-    if side == "server" {
+    if side == Side::Server {
         host.with(AgentStoreBridge::bridged(NullHost))
             .with(IdentityProviderBridge::bridged(NullHost))
     } else {
@@ -316,50 +353,29 @@ impl IdentityProvider for NullHost {
     }
 }
 
-fn status_text(status: &tonic::Status) -> String {
-    format!("code = {:?} desc = {}", status.code(), status.message())
-}
-
 /// Runs the check; never panics on a misbehaving plugin, and leaves no process behind.
 pub async fn run(options: &CheckOptions) -> Report {
+    let plugin_type = options.plugin_type;
+    let (side, type_name) = (plugin_type.side(), plugin_type.name());
     let mut report = Report {
-        target: options.target.clone(),
+        plugin_type,
         cmd: options.cmd.clone(),
         steps: Vec::new(),
     };
-    let supported = supported_targets();
-    let Some((side, plugin_type)) = split_target(&options.target) else {
-        report.push(
-            "type",
-            Outcome::Fail,
-            format!(
-                "\"{}\" is not <side>/<Type>; supported: {}",
-                options.target,
-                supported.join(", ")
-            ),
-        );
-        return report;
-    };
-    let Some(info) = plugin_service(side, plugin_type) else {
-        report.push(
-            "type",
-            Outcome::Fail,
-            format!(
-                "unsupported plugin type \"{side}/{plugin_type}\"; supported: {}",
-                supported.join(", ")
-            ),
-        );
-        return report;
-    };
+    let info = plugin_type.service();
     report.push(
-        "type",
+        StepName::Type,
         Outcome::Pass,
-        format!("{side}/{plugin_type} -> {}", info.full_name),
+        format!("{plugin_type} -> {}", info.full_name),
     );
 
     let data = match &options.config {
         None => {
-            report.push("config", Outcome::Pass, "none given: configured with \"\"");
+            report.push(
+                StepName::Config,
+                Outcome::Pass,
+                "none given: configured with \"\"",
+            );
             String::new()
         }
         Some(text) => match config_data(text) {
@@ -369,14 +385,14 @@ pub async fn run(options: &CheckOptions) -> Report {
                     ConfigSource::WholeFile => "the whole file",
                 };
                 report.push(
-                    "config",
+                    StepName::Config,
                     Outcome::Pass,
                     format!("{} bytes from {from}", data.len()),
                 );
                 data
             }
             Err(err) => {
-                report.push("config", Outcome::Fail, err);
+                report.push(StepName::Config, Outcome::Fail, err);
                 return report;
             }
         },
@@ -385,7 +401,7 @@ pub async fn run(options: &CheckOptions) -> Report {
     match std::fs::read(&options.cmd) {
         Err(err) => {
             report.push(
-                "checksum",
+                StepName::Checksum,
                 Outcome::Fail,
                 format!("cannot read {}: {err}", options.cmd.display()),
             );
@@ -395,23 +411,23 @@ pub async fn run(options: &CheckOptions) -> Report {
             let computed = sha256_hex(&bytes);
             match &options.checksum {
                 None => report.push(
-                    "checksum",
+                    StepName::Checksum,
                     Outcome::Pass,
                     format!("sha256 {computed} (none given to compare)"),
                 ),
                 Some(expected) => match parse_checksum(expected) {
                     Err(err) => {
-                        report.push("checksum", Outcome::Fail, err.to_string());
+                        report.push(StepName::Checksum, Outcome::Fail, err.to_string());
                         return report;
                     }
                     Ok(_) if expected.eq_ignore_ascii_case(&computed) => report.push(
-                        "checksum",
+                        StepName::Checksum,
                         Outcome::Pass,
                         format!("sha256 {computed} matches"),
                     ),
                     Ok(_) => {
                         report.push(
-                            "checksum",
+                            StepName::Checksum,
                             Outcome::Fail,
                             format!("checksum mismatch: expected {expected}, computed {computed}"),
                         );
@@ -422,7 +438,7 @@ pub async fn run(options: &CheckOptions) -> Report {
         }
     }
 
-    let mut decl = PluginDeclaration::new(plugin_type, PLUGIN_NAME, &options.cmd);
+    let mut decl = PluginDeclaration::new(type_name, PLUGIN_NAME, &options.cmd);
     decl.args.clone_from(&options.args);
     decl.checksum.clone_from(&options.checksum);
     decl.data = if options.config.is_some() {
@@ -430,10 +446,10 @@ pub async fn run(options: &CheckOptions) -> Report {
     } else {
         PluginData::None
     };
-    let mut load_options = LoadOptions::new(options.trust_domain.clone());
-    load_options.call_timeout = options.timeout;
-    load_options.start_timeout = options.timeout;
-    load_options.deinit_timeout = options.timeout;
+    let load_options = LoadOptions::new(options.trust_domain.clone())
+        .call_timeout(options.timeout)
+        .start_timeout(options.timeout)
+        .deinit_timeout(options.timeout);
     let host = host_services(side);
     let offered = host.names().join(", ");
 
@@ -449,12 +465,12 @@ pub async fn run(options: &CheckOptions) -> Report {
         .pid()
         .map_or_else(|| "?".to_owned(), |p| p.to_string());
     report.push(
-        "launch",
+        StepName::Launch,
         Outcome::Pass,
-        format!("pid {pid}; go-plugin handshake (protocol 1, cookie {plugin_type}) accepted"),
+        format!("pid {pid}; go-plugin handshake (protocol 1, cookie {type_name}) accepted"),
     );
     report.push(
-        "init",
+        StepName::Init,
         Outcome::Pass,
         format!("offered host services: {offered}"),
     );
@@ -474,11 +490,11 @@ pub async fn run(options: &CheckOptions) -> Report {
     if !unknown.is_empty() {
         detail.push_str(&format!("; unknown to SPIRE: {}", unknown.join(", ")));
     }
-    report.push("services", Outcome::Pass, detail);
+    report.push(StepName::Services, Outcome::Pass, detail);
     let has_config = plugin.serves(ConfigBridge::INFO.full_name);
     if has_config {
         report.push(
-            "configure",
+            StepName::Configure,
             Outcome::Pass,
             format!(
                 "accepted {} bytes (trust domain {})",
@@ -488,14 +504,14 @@ pub async fn run(options: &CheckOptions) -> Report {
         );
     } else {
         report.push(
-            "configure",
+            StepName::Configure,
             Outcome::Pass,
             "no Config service and no data: not called (as SPIRE does)",
         );
     }
 
-    if validate(&mut report, &plugin, has_config, &data, options).await {
-        rpc(&mut report, &plugin, side, plugin_type, options.timeout).await;
+    if validate(&mut report, &plugin, has_config, &data).await {
+        rpc(&mut report, &plugin, plugin_type, options.timeout).await;
     }
 
     let unloaded = plugin.unload().await;
@@ -505,12 +521,12 @@ pub async fn run(options: &CheckOptions) -> Report {
         .map_or_else(|| "status unknown".to_owned(), |status| status.to_string());
     match unloaded.deinit {
         Ok(()) => report.push(
-            "unload",
+            StepName::Unload,
             Outcome::Pass,
             format!("Deinit ok; process ended ({exit})"),
         ),
         Err(err) => report.push(
-            "unload",
+            StepName::Unload,
             Outcome::Fail,
             format!("Deinit failed: {err}; process ended ({exit})"),
         ),
@@ -520,26 +536,27 @@ pub async fn run(options: &CheckOptions) -> Report {
 
 /// Attributes a load error to the step it belongs to.
 fn load_failure(report: &mut Report, err: &CatalogError, offered: &str) {
+    use StepName::{Configure, Init, Launch, Services};
     let message = err.to_string();
-    let steps: &[&'static str] = match err {
-        CatalogError::Launch { .. } | CatalogError::Checksum { .. } => &["launch"],
-        CatalogError::HostServices { .. } | CatalogError::Init { .. } => &["launch", "init"],
-        CatalogError::NoPluginInterface { .. } => &["launch", "init", "services"],
+    let steps: &[StepName] = match err {
+        CatalogError::Launch { .. } | CatalogError::Checksum { .. } => &[Launch],
+        CatalogError::HostServices { .. } | CatalogError::Init { .. } => &[Launch, Init],
+        CatalogError::NoPluginInterface { .. } => &[Launch, Init, Services],
         CatalogError::NoConfigInterface { .. }
         | CatalogError::DataFile { .. }
-        | CatalogError::Configure { .. } => &["launch", "init", "services", "configure"],
-        _ => &["launch"],
+        | CatalogError::Configure { .. } => &[Launch, Init, Services, Configure],
+        _ => &[Launch],
     };
     let (last, before) = steps.split_last().expect("at least one step");
     for step in before {
-        let detail = match *step {
-            "launch" => "go-plugin handshake accepted".to_owned(),
-            "init" => format!("offered host services: {offered}"),
+        let detail = match step {
+            Launch => "go-plugin handshake accepted".to_owned(),
+            Init => format!("offered host services: {offered}"),
             _ => "plugin type's service present".to_owned(),
         };
-        report.push(step, Outcome::Pass, detail);
+        report.push(*step, Outcome::Pass, detail);
     }
-    report.push(last, Outcome::Fail, message);
+    report.push(*last, Outcome::Fail, message);
 }
 
 /// `Validate` with the same data; `Unimplemented` tolerated. Returns false on failure.
@@ -548,49 +565,42 @@ async fn validate(
     plugin: &LoadedPlugin,
     has_config: bool,
     data: &str,
-    options: &CheckOptions,
 ) -> bool {
     if !has_config {
-        report.push("validate", Outcome::Skip, "no Config service");
+        report.push(StepName::Validate, Outcome::Skip, "no Config service");
         return true;
     }
-    let mut client = ConfigBridge::client(plugin.plugin_client().channel());
-    let request = ValidateRequest {
-        core_configuration: Some(CoreConfiguration {
-            trust_domain: options.trust_domain.clone(),
-        }),
-        hcl_configuration: data.to_owned(),
-    };
-    match tokio::time::timeout(options.timeout, client.validate(request)).await {
-        Err(_) => {
-            report.push(
-                "validate",
-                Outcome::Fail,
-                format!("no answer within {:?}", options.timeout),
-            );
-            false
-        }
-        Ok(Err(status)) if status.code() == Code::Unimplemented => {
-            report.push("validate", Outcome::Pass, "not implemented (tolerated)");
-            true
-        }
-        Ok(Err(status)) => {
-            report.push("validate", Outcome::Fail, status_text(&status));
-            false
-        }
-        Ok(Ok(response)) => {
-            let response = response.into_inner();
+    match plugin.validate(data).await {
+        Err(err) => match err.status() {
+            Some(status) if status.code() == Code::Unimplemented => {
+                report.push(
+                    StepName::Validate,
+                    Outcome::Pass,
+                    "not implemented (tolerated)",
+                );
+                true
+            }
+            Some(status) => {
+                report.push(StepName::Validate, Outcome::Fail, go_status(status));
+                false
+            }
+            None => {
+                report.push(StepName::Validate, Outcome::Fail, err.to_string());
+                false
+            }
+        },
+        Ok(response) => {
             let notes = if response.notes.is_empty() {
                 String::new()
             } else {
                 format!(" (notes: {})", response.notes.join("; "))
             };
             if response.valid {
-                report.push("validate", Outcome::Pass, format!("valid{notes}"));
+                report.push(StepName::Validate, Outcome::Pass, format!("valid{notes}"));
                 true
             } else {
                 report.push(
-                    "validate",
+                    StepName::Validate,
                     Outcome::Fail,
                     format!("invalid although Configure accepted the same data{notes}"),
                 );
@@ -604,14 +614,14 @@ async fn validate(
 async fn rpc(
     report: &mut Report,
     plugin: &LoadedPlugin,
-    side: &str,
-    plugin_type: &str,
+    plugin_type: PluginType,
     limit: Duration,
 ) -> bool {
     use crate::proto::spire::plugin::{agent, server};
-    let channel = plugin.plugin_client().channel();
-    let (what, result): (&str, Result<String, CallError>) = match (side, plugin_type) {
-        ("agent", "KeyManager") => {
+    let channel = plugin.channel();
+    let (side, type_name) = (plugin_type.side(), plugin_type.name());
+    let (what, result): (&str, Result<String, CallError>) = match (side, type_name) {
+        (Side::Agent, "KeyManager") => {
             let mut client = agent::keymanager::v1::KeyManagerBridge::client(channel);
             let call = client.get_public_keys(agent::keymanager::v1::GetPublicKeysRequest {});
             (
@@ -622,7 +632,7 @@ async fn rpc(
                 .await,
             )
         }
-        ("server", "KeyManager") => {
+        (Side::Server, "KeyManager") => {
             let mut client = server::keymanager::v1::KeyManagerBridge::client(channel);
             let call = client.get_public_keys(server::keymanager::v1::GetPublicKeysRequest {});
             (
@@ -633,7 +643,7 @@ async fn rpc(
                 .await,
             )
         }
-        ("agent", "WorkloadAttestor") => {
+        (Side::Agent, "WorkloadAttestor") => {
             let pid = std::process::id();
             let mut client = agent::workloadattestor::v1::WorkloadAttestorBridge::client(channel);
             let call = client.attest(agent::workloadattestor::v1::AttestRequest {
@@ -647,7 +657,7 @@ async fn rpc(
                 .await,
             )
         }
-        ("server", "NodeAttestor") => {
+        (Side::Server, "NodeAttestor") => {
             let mut client = server::nodeattestor::v1::NodeAttestorBridge::client(channel);
             let empty = tokio_stream::empty::<server::nodeattestor::v1::AttestRequest>();
             (
@@ -655,7 +665,7 @@ async fn rpc(
                 empty_stream(limit, client.attest(empty)).await,
             )
         }
-        ("server", "CredentialComposer") => {
+        (Side::Server, "CredentialComposer") => {
             use server::credentialcomposer::v1 as composer;
             let mut client = composer::CredentialComposerBridge::client(channel);
             let call = client.compose_server_x509ca(composer::ComposeServerX509caRequest {
@@ -670,9 +680,9 @@ async fn rpc(
                 .await,
             )
         }
-        ("server", "UpstreamAuthority") => {
+        (Side::Server, "UpstreamAuthority") => {
             report.push(
-                "rpc",
+                StepName::Rpc,
                 Outcome::Skip,
                 "MintX509CAAndSubscribe/PublishJWTKeyAndSubscribe sign or publish with the \
                  upstream CA: not called (the service is advertised)",
@@ -681,28 +691,28 @@ async fn rpc(
         }
         _ => {
             report.push(
-                "rpc",
+                StepName::Rpc,
                 Outcome::Skip,
-                format!("no call of {side}/{plugin_type} is known to be harmless: not called"),
+                format!("no call of {plugin_type} is known to be harmless: not called"),
             );
             return true;
         }
     };
     match result {
         Ok(detail) => {
-            report.push("rpc", Outcome::Pass, format!("{what}: {detail}"));
+            report.push(StepName::Rpc, Outcome::Pass, format!("{what}: {detail}"));
             true
         }
         Err(CallError::Unimplemented(reason)) => {
             report.push(
-                "rpc",
+                StepName::Rpc,
                 Outcome::Warn,
                 format!("{what}: served but not implemented yet ({reason})"),
             );
             true
         }
         Err(CallError::Failed(reason)) => {
-            report.push("rpc", Outcome::Fail, format!("{what}: {reason}"));
+            report.push(StepName::Rpc, Outcome::Fail, format!("{what}: {reason}"));
             false
         }
     }
@@ -719,9 +729,9 @@ enum CallError {
 impl CallError {
     fn from_status(status: &tonic::Status) -> CallError {
         if status.code() == Code::Unimplemented {
-            CallError::Unimplemented(status_text(status))
+            CallError::Unimplemented(go_status(status))
         } else {
-            CallError::Failed(status_text(status))
+            CallError::Failed(go_status(status))
         }
     }
 }
@@ -758,7 +768,7 @@ async fn empty_stream<T>(
         }
         Ok(Err(status)) => Ok(format!(
             "served (refused the empty stream: {})",
-            status_text(&status)
+            go_status(&status)
         )),
         Ok(Ok(true)) => Ok("served (answered)".to_owned()),
         Ok(Ok(false)) => Ok("served (ended the stream)".to_owned()),
@@ -768,30 +778,6 @@ async fn empty_stream<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_targets() {
-        assert_eq!(
-            split_target("agent/KeyManager"),
-            Some(("agent", "KeyManager"))
-        );
-        assert_eq!(split_target("agent"), None);
-        assert_eq!(split_target("/KeyManager"), None);
-        assert_eq!(split_target("agent/"), None);
-        assert_eq!(split_target("a/b/c"), None);
-    }
-
-    #[test]
-    fn lists_supported_targets() {
-        let targets = supported_targets();
-        assert!(targets.contains(&"agent/KeyManager".to_owned()));
-        assert!(targets.contains(&"server/UpstreamAuthority".to_owned()));
-        assert!(
-            !targets
-                .iter()
-                .any(|t| t.contains("Init") || t.contains("Metrics"))
-        );
-    }
 
     #[test]
     fn takes_plugin_data_or_the_whole_file() {
@@ -813,25 +799,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_type_fails_first_step() {
-        let report = run(&CheckOptions::new("agent/Nope", "/nonexistent")).await;
-        assert_eq!(report.steps.len(), 1);
-        assert_eq!(report.failure().unwrap().name, "type");
+    async fn unreadable_binary_fails_checksum_step() {
+        let plugin_type = "agent/KeyManager".parse().unwrap();
+        let report = run(&CheckOptions::new(plugin_type, "/nonexistent/plugin")).await;
+        assert_eq!(report.failure().unwrap().name, StepName::Checksum);
+        assert_eq!(report.step(StepName::Type).unwrap().outcome, Outcome::Pass);
         assert!(
             report
                 .to_text()
-                .contains("FAIL: type: unsupported plugin type")
+                .contains("FAIL: checksum: cannot read /nonexistent/plugin")
         );
         assert_eq!(report.to_json()["passed"], false);
-    }
-
-    #[tokio::test]
-    async fn unreadable_binary_fails_checksum_step() {
-        let report = run(&CheckOptions::new(
-            "agent/KeyManager",
-            "/nonexistent/plugin",
-        ))
-        .await;
-        assert_eq!(report.failure().unwrap().name, "checksum");
     }
 }

@@ -59,29 +59,24 @@
 //! A plugin that needs a host service gets the test's implementation through
 //! [`Options::host_services`] (e.g. `OfferedHostServices::new().with(MetricsBridge::bridged(fake))`);
 //! when a [`Requirement::Required`](super::plugin::Requirement::Required) one is missing,
-//! [`serve`] fails with [`PluginTestError::Init`] (`FailedPrecondition`, naming the service).
+//! [`serve`] fails with [`CatalogError::Init`] (`FailedPrecondition`, naming the service).
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
-use tonic::transport::Channel;
-use tonic::{Code, Status};
 
-pub use super::catalog::OfferedHostServices;
-use super::catalog::{
-    self, CatalogError, LoadOptions, LoadedPlugin, PluginData, PluginDeclaration,
-};
-use super::plugin::{HOST_SERVICE_BROKER_ID, Plugin, ServeError};
-use crate::bridge::{ClientBridge, ServiceBridge};
-use crate::goplugin::broker::Broker;
+use super::catalog::{self, LoadOptions, PluginData, PluginDeclaration};
+pub use super::catalog::{CatalogError, LoadedPlugin, OfferedHostServices, PluginSession};
+use super::plugin::Plugin;
+use super::types::{PluginType, UnknownPluginType};
+use crate::bridge::ServiceBridge;
+use crate::goplugin::Broker;
 use crate::goplugin::transport::{self, ListenSpec, Listener, SocketOptions};
-use crate::proto::spire::service::common::config::v1::{
-    ConfigBridge, ConfigureRequest, CoreConfiguration,
-};
-use crate::proto::spire::service::private::init::v1::{DeinitRequest, InitBridge, InitRequest};
+use crate::proto::spire::service::common::config::v1::ConfigBridge;
 
 /// The trust domain [`Options::new`] configures with.
 pub const DEFAULT_TRUST_DOMAIN: &str = "example.org";
@@ -148,7 +143,7 @@ impl Options {
         self
     }
 
-    /// Skips `Configure`, to call it from the test with [`InProcess::configure`] or the
+    /// Skips `Configure`, to call it from the test with [`PluginSession::configure`] or the
     /// `Config` client.
     pub fn skip_configure(mut self) -> Options {
         self.configuration = None;
@@ -162,90 +157,13 @@ impl Options {
     }
 }
 
-/// Why the harness failed. Messages name the plugin and the step.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginTestError {
-    /// The [`Plugin`] is misdeclared (e.g. a host service declared as a plugin service).
-    #[error("plugin \"{name}\" cannot be served: {source}")]
-    Declaration {
-        /// The plugin's name.
-        name: String,
-        /// What is wrong.
-        source: ServeError,
-    },
-    /// The temporary directory, socket, server or broker could not be set up.
-    #[error("plugin \"{name}\": setting up the in-process server failed: {message}")]
-    Setup {
-        /// The plugin's name.
-        name: String,
-        /// What failed.
-        message: String,
-    },
-    /// `Init` failed (e.g. `FailedPrecondition` for a required host service not offered).
-    #[error("plugin \"{name}\": Init failed: {code:?}: {}", status.message(), code = status.code())]
-    Init {
-        /// The plugin's name.
-        name: String,
-        /// The plugin's answer.
-        status: Status,
-    },
-    /// HCL was given but the plugin does not serve `Config`.
-    #[error("plugin \"{name}\": cannot be configured: it does not serve {}", ConfigBridge::INFO.full_name)]
-    NoConfigInterface {
-        /// The plugin's name.
-        name: String,
-    },
-    /// `Configure` failed (e.g. `InvalidArgument` for bad HCL).
-    #[error("plugin \"{name}\": Configure failed: {code:?}: {}", status.message(), code = status.code())]
-    Configure {
-        /// The plugin's name.
-        name: String,
-        /// The plugin's answer.
-        status: Status,
-    },
-    /// `Deinit` failed.
-    #[error("plugin \"{name}\": Deinit failed: {code:?}: {}", status.message(), code = status.code())]
-    Deinit {
-        /// The plugin's name.
-        name: String,
-        /// The plugin's answer.
-        status: Status,
-    },
-    /// A client was asked for a service the plugin did not report in `Init`.
-    #[error("plugin \"{name}\" does not serve {service} (it serves: {served:?})")]
-    NotServed {
-        /// The plugin's name.
-        name: String,
-        /// The service asked for.
-        service: &'static str,
-        /// What it reported.
-        served: Vec<String>,
-    },
-}
-
-impl PluginTestError {
-    /// The plugin's answer, for `Init`, `Configure` and `Deinit` failures (a harness timeout is
-    /// `DeadlineExceeded`).
-    pub fn status(&self) -> Option<&Status> {
-        match self {
-            PluginTestError::Init { status, .. }
-            | PluginTestError::Configure { status, .. }
-            | PluginTestError::Deinit { status, .. } => Some(status),
-            _ => None,
-        }
-    }
-}
-
 /// A plugin served in the test process by [`serve`], initialized (and configured unless
-/// [`Options::skip_configure`]). Call [`close`](Self::close) at the end; dropping it stops the
-/// server without `Deinit`.
+/// [`Options::skip_configure`]); derefs to its [`PluginSession`] (`client`, `configure`,
+/// `validate`, `service_names`, ...). Call [`close`](Self::close) at the end; dropping it stops
+/// the server without `Deinit`.
 #[derive(Debug)]
 pub struct InProcess {
-    name: String,
-    channel: Channel,
-    services: Vec<String>,
-    trust_domain: String,
-    call_timeout: Duration,
+    session: PluginSession,
     running: Option<Running>,
 }
 
@@ -270,19 +188,26 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
 /// Serves `plugin` inside the test process, offers `options`' host services on broker ID 1,
 /// calls `Init` with their names and `Configure` per `options`. Must run inside a Tokio runtime.
 ///
 /// # Errors
 ///
-/// [`PluginTestError`] naming the failed step; everything set up so far is torn down.
-pub async fn serve(plugin: Plugin, options: Options) -> Result<InProcess, PluginTestError> {
+/// [`CatalogError`] naming the failed step (`Declaration`, `Setup`, `Init`, `Configure`, ...);
+/// everything set up so far is torn down.
+pub async fn serve(plugin: Plugin, options: Options) -> Result<InProcess, CatalogError> {
     let name = options
         .name
         .clone()
         .or_else(|| plugin.plugin_type().map(str::to_owned))
         .unwrap_or_else(|| "plugin".to_owned());
-    let setup = |message: String| PluginTestError::Setup {
+    let setup = |message: String| CatalogError::Setup {
         name: name.clone(),
         message,
     };
@@ -294,13 +219,11 @@ pub async fn serve(plugin: Plugin, options: Options) -> Result<InProcess, Plugin
     };
     let plugin_broker = Broker::new(ListenSpec::Unix, sockets.clone(), None);
     let host_broker = Broker::new(ListenSpec::Unix, sockets.clone(), None);
-    let stop = CancellationToken::new();
-
     let services = match plugin.into_validated_services(plugin_broker.clone()) {
         Ok(services) => services,
         Err(source) => {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(PluginTestError::Declaration { name, source });
+            return Err(CatalogError::Declaration { name, source });
         }
     };
     let listener = match Listener::bind(&ListenSpec::Unix, &sockets) {
@@ -316,6 +239,7 @@ pub async fn serve(plugin: Plugin, options: Options) -> Result<InProcess, Plugin
     for service in services {
         service.register(&mut routes);
     }
+    let stop = CancellationToken::new();
     let server = tokio::spawn(
         tonic::transport::Server::builder().serve_with_incoming_shutdown(
             routes.routes().prepare(),
@@ -323,6 +247,7 @@ pub async fn serve(plugin: Plugin, options: Options) -> Result<InProcess, Plugin
             stop.clone().cancelled_owned(),
         ),
     );
+    // From here on, dropping `running` tears everything down.
     let running = Running {
         dir,
         stop,
@@ -330,132 +255,46 @@ pub async fn serve(plugin: Plugin, options: Options) -> Result<InProcess, Plugin
         plugin_broker,
         host_broker,
     };
-    let mut served = InProcess {
+    let channel = transport::dial("unix", &address, None)
+        .await
+        .map_err(|err| setup(format!("connecting: {err}")))?;
+    running
+        .host_broker
+        .run_client(channel.clone())
+        .map_err(|status| setup(format!("broker stream: {}", status.message())))?;
+    let session = PluginSession::init(
         name,
-        channel: Channel::from_static("http://localhost").connect_lazy(),
-        services: Vec::new(),
-        trust_domain: options.trust_domain.clone(),
-        call_timeout: options.call_timeout,
+        channel,
+        &running.host_broker,
+        options.host_services,
+        options.trust_domain,
+        options.call_timeout,
+    )
+    .await?;
+    match options.configuration {
+        Some(hcl) if hcl.is_empty() && !session.serves(ConfigBridge::INFO.full_name) => {}
+        Some(hcl) => session.configure(hcl).await?,
+        None => {}
+    }
+    Ok(InProcess {
+        session,
         running: Some(running),
-    };
-    // From here on, dropping `served` tears everything down.
-    served.start(&address, options).await?;
-    Ok(served)
+    })
+}
+
+impl Deref for InProcess {
+    type Target = PluginSession;
+
+    fn deref(&self) -> &PluginSession {
+        &self.session
+    }
 }
 
 impl InProcess {
-    fn running(&self) -> &Running {
-        self.running.as_ref().expect("running until closed")
-    }
-
-    fn setup_error(&self, message: String) -> PluginTestError {
-        PluginTestError::Setup {
-            name: self.name.clone(),
-            message,
-        }
-    }
-
-    async fn start(&mut self, address: &str, options: Options) -> Result<(), PluginTestError> {
-        self.channel = transport::dial("unix", address, None)
-            .await
-            .map_err(|err| self.setup_error(format!("connecting: {err}")))?;
-        let (routes, names) = options.host_services.into_parts();
-        let running = self.running();
-        running
-            .host_broker
-            .run_client(self.channel.clone())
-            .map_err(|status| self.setup_error(format!("broker stream: {}", status.message())))?;
-        running
-            .host_broker
-            .accept_and_serve(HOST_SERVICE_BROKER_ID, routes.routes())
-            .map_err(|err| self.setup_error(format!("serving host services: {err}")))?;
-
-        let mut init = InitBridge::client(self.channel.clone());
-        let request = InitRequest {
-            host_service_names: names,
-        };
-        let response = timed(self.call_timeout, init.init(request))
-            .await
-            .map_err(|status| PluginTestError::Init {
-                name: self.name.clone(),
-                status,
-            })?;
-        self.services = response.plugin_service_names;
-        match options.configuration {
-            Some(hcl) if hcl.is_empty() && !self.serves(ConfigBridge::INFO.full_name) => Ok(()),
-            Some(hcl) => self.configure(hcl).await,
-            None => Ok(()),
-        }
-    }
-
-    /// The plugin's name in messages.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The full gRPC names the plugin reported in `Init`, plugin service first.
-    pub fn service_names(&self) -> &[String] {
-        &self.services
-    }
-
-    /// Whether the plugin reported `full_name` in `Init`.
-    pub fn serves(&self, full_name: &str) -> bool {
-        self.services.iter().any(|name| name == full_name)
-    }
-
     /// The private directory holding the plugin's and the brokers' unix sockets; removed by
     /// [`close`](Self::close) (and on drop).
     pub fn socket_dir(&self) -> &Path {
-        &self.running().dir
-    }
-
-    /// The connection to the plugin, for clients the harness has no bridge for.
-    pub fn channel(&self) -> Channel {
-        self.channel.clone()
-    }
-
-    /// A typed client for one of the plugin's services, e.g. `client::<KeyManagerBridge>()`.
-    ///
-    /// # Errors
-    ///
-    /// [`PluginTestError::NotServed`] when the plugin did not report `B` in `Init`.
-    pub fn client<B: ClientBridge>(&self) -> Result<B::Client, PluginTestError> {
-        if !self.serves(B::INFO.full_name) {
-            return Err(PluginTestError::NotServed {
-                name: self.name.clone(),
-                service: B::INFO.full_name,
-                served: self.services.clone(),
-            });
-        }
-        Ok(B::client(self.channel.clone()))
-    }
-
-    /// Calls `Configure` with the trust domain from the [`Options`] and `hcl`.
-    ///
-    /// # Errors
-    ///
-    /// [`PluginTestError::NoConfigInterface`], or [`PluginTestError::Configure`] with the
-    /// plugin's status.
-    pub async fn configure(&self, hcl: impl Into<String>) -> Result<(), PluginTestError> {
-        if !self.serves(ConfigBridge::INFO.full_name) {
-            return Err(PluginTestError::NoConfigInterface {
-                name: self.name.clone(),
-            });
-        }
-        let mut config = ConfigBridge::client(self.channel.clone());
-        let request = ConfigureRequest {
-            core_configuration: Some(CoreConfiguration {
-                trust_domain: self.trust_domain.clone(),
-            }),
-            hcl_configuration: hcl.into(),
-        };
-        timed(self.call_timeout, config.configure(request))
-            .await
-            .map(drop)
-            .map_err(|status| PluginTestError::Configure {
-                name: self.name.clone(),
-                status,
-            })
+        &self.running.as_ref().expect("running until closed").dir
     }
 
     /// Calls `Deinit` (running the plugin's close hook), then stops the server and the brokers
@@ -464,44 +303,19 @@ impl InProcess {
     ///
     /// # Errors
     ///
-    /// [`PluginTestError::Deinit`] with the plugin's status.
-    pub async fn close(mut self) -> Result<(), PluginTestError> {
-        let mut init = InitBridge::client(self.channel.clone());
-        let deinit = timed(self.call_timeout, init.deinit(DeinitRequest {})).await;
-        let running = self.running.take().expect("running until closed");
+    /// [`CatalogError::Deinit`] with the plugin's status.
+    pub async fn close(mut self) -> Result<(), CatalogError> {
+        let deinit = self.session.deinit(self.session.call_timeout()).await;
+        let mut running = self.running.take().expect("running until closed");
         running.stop.cancel();
         running.host_broker.close();
         running.plugin_broker.close();
         // A graceful stop would wait for our own open connection: end the server outright.
         running.server.abort();
-        let _ = running.server.await;
-        let _ = std::fs::remove_dir_all(&running.dir);
-        deinit.map(drop).map_err(|status| PluginTestError::Deinit {
-            name: self.name.clone(),
-            status,
-        })
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.abort();
-        }
-    }
-}
-
-/// Makes a call, turning no answer within `limit` into `DeadlineExceeded`.
-async fn timed<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<tonic::Response<T>, Status>>,
-) -> Result<T, Status> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result.map(tonic::Response::into_inner),
-        Err(_) => Err(Status::new(
-            Code::DeadlineExceeded,
-            format!("no answer within {limit:?}"),
-        )),
+        let _ = (&mut running.server).await;
+        // Dropping `running` removes the directory.
+        drop(running);
+        deinit
     }
 }
 
@@ -534,9 +348,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// then `Configure` with trust domain [`DEFAULT_TRUST_DOMAIN`] and `hcl` (SPIRE's
 /// `plugin_data`; empty skips `Configure` for plugins without `Config`).
 ///
-/// `side_type` is the qualified plugin type, e.g. `agent/WorkloadAttestor` or
-/// `server/KeyManager` (as [`ServiceInfo::qualified_type`](crate::bridge::ServiceInfo::qualified_type)
-/// prints it). The plugin is named after the binary's file name. Call
+/// `plugin_type` is the qualified plugin type: a [`PluginType`], or its text such as
+/// `"agent/WorkloadAttestor"`. The plugin is named after the binary's file name. Call
 /// [`LoadedPlugin::unload`] at the end: it calls `Deinit` and stops the process. In a Cargo
 /// integration test, `path` is typically `env!("CARGO_BIN_EXE_<name>")`.
 ///
@@ -559,9 +372,10 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 ///
 /// # Errors
 ///
-/// A [`CatalogError`] with SPIRE's texts; `UnknownType` when `side_type` names no plugin type.
+/// A [`CatalogError`] with SPIRE's texts; `UnknownType` when `plugin_type` names no plugin
+/// type.
 pub async fn load_binary(
-    side_type: &str,
+    plugin_type: impl TryInto<PluginType, Error = UnknownPluginType>,
     path: impl AsRef<Path>,
     hcl: &str,
     host_services: OfferedHostServices,
@@ -571,13 +385,18 @@ pub async fn load_binary(
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    let (side, plugin_type) = side_type.split_once('/').unwrap_or(("", side_type));
-    let mut decl = PluginDeclaration::new(plugin_type, name, path);
+    let plugin_type = plugin_type
+        .try_into()
+        .map_err(|err| CatalogError::UnknownType {
+            name: name.clone(),
+            given: err.given().to_owned(),
+        })?;
+    let mut decl = PluginDeclaration::new(plugin_type.name(), name, path);
     if !hcl.is_empty() {
         decl.data = PluginData::Inline(hcl.to_owned());
     }
     catalog::load(
-        side,
+        plugin_type.side(),
         &decl,
         &LoadOptions::new(DEFAULT_TRUST_DOMAIN),
         host_services,

@@ -1,7 +1,7 @@
 //! A minimal Rust host for the parent-death test: launches the plugin named on the command line
 //! with `PluginClient`, prints the plugin's PID on stdout, then waits until it is killed.
 
-use spire_plugin_sdk::goplugin::host::{ClientConfig, PluginClient};
+use spire_plugin_sdk::goplugin::{ClientConfig, PluginClient};
 
 #[tokio::main]
 async fn main() {

@@ -5,9 +5,9 @@
 //! reattach details instead of a handshake).
 
 use spire_plugin_sdk::bridge::ClientBridge;
-use spire_plugin_sdk::goplugin::broker::Broker;
+use spire_plugin_sdk::goplugin::Broker;
+use spire_plugin_sdk::goplugin::PluginServer;
 use spire_plugin_sdk::goplugin::hclog;
-use spire_plugin_sdk::goplugin::server::PluginServer;
 use spire_plugin_tests::Responder;
 use spire_plugin_tests::interop::interop::v1::{EchoBridge, echo_server::Echo};
 use tonic::service::RoutesBuilder;

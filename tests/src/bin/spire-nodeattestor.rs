@@ -27,8 +27,8 @@ use spire_plugin_sdk::proto::spire::service::common::config::v1::{
     ConfigBridge, ConfigureRequest, ConfigureResponse, ValidateRequest, ValidateResponse,
     config_server::Config,
 };
-use spire_plugin_sdk::spire::plugin::config::Configuration;
-use spire_plugin_sdk::spire::plugin::status::PluginError;
+use spire_plugin_sdk::spire::plugin::Configuration;
+use spire_plugin_sdk::spire::plugin::PluginError;
 use spire_plugin_sdk::spire::plugin::{HostServices, Plugin, Requirement};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};

@@ -25,8 +25,8 @@ use spire_plugin_sdk::proto::spire::service::common::config::v1::{
     ConfigBridge, ConfigureRequest, ConfigureResponse, ValidateRequest, ValidateResponse,
     config_server::Config,
 };
+use spire_plugin_sdk::spire::plugin::Configuration;
 use spire_plugin_sdk::spire::plugin::Plugin;
-use spire_plugin_sdk::spire::plugin::config::Configuration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};

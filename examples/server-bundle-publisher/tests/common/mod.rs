@@ -4,8 +4,8 @@
 use spire_plugin_sdk::proto::spire::plugin::server::bundlepublisher::v1::{
     self as api, bundle_publisher_client::BundlePublisherClient,
 };
-use tonic::Code;
-use tonic::transport::Channel;
+use spire_plugin_sdk::tonic::Code;
+use spire_plugin_sdk::tonic::transport::Channel;
 
 /// A configuration the plugin accepts: the `plugin_data` of `plugin.hcl` (a test in
 /// `binary.rs` keeps the two equal).

@@ -1,5 +1,5 @@
 //! hclog-compatible logging across the plugin's stderr, both sides, by go-plugin v1.8's rules
-//! (PROTOCOL.md §1.14 and §2.5). It knows nothing about SPIRE and spawns no processes: hosts hand
+//! (`docs/protocol.md` "Logs"). It knows nothing about SPIRE and spawns no processes: hosts hand
 //! it the child's stderr, plugins install its layer.
 //!
 //! **Plugin side.** [`HclogLayer`] is a `tracing_subscriber` layer that writes each event as

@@ -1,6 +1,6 @@
 //! Plugin declarations as SPIRE reads them from `agent.conf`/`server.conf` (`plugins { <Type>
 //! "<name>" { ... } }`, parsed with hcl-rs), the data each plugin is configured with, and the
-//! checksum and data-hash rules (PROTOCOL.md §2.6).
+//! checksum and data-hash rules (`docs/protocol.md` "Plugin declaration").
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

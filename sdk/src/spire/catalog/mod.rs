@@ -1,17 +1,20 @@
-//! Loading SPIRE plugins as SPIRE's catalog does (PROTOCOL.md §2.3–2.6): launch the binary
-//! (checksum, cookie `<Type>=<Type>`, protocol version 1, no AutoMTLS), serve the host services
-//! on broker ID 1, `Init` with their names, check the plugin reports its type's service,
+//! Loading SPIRE plugins as SPIRE's catalog does (`docs/protocol.md`, "SPIRE"): launch the
+//! binary (checksum, cookie `<Type>=<Type>`, protocol version 1, no AutoMTLS), serve the host
+//! services on broker ID 1, `Init` with their names, check the plugin reports its type's service,
 //! `Configure` with the trust domain and the plugin's HCL data, then hand out typed clients.
 //! [`LoadedPlugin::reconfigure`] re-reads a data file and configures again when its content
-//! changed; [`LoadedPlugin::unload`] calls `Deinit` (10 s) and stops the process.
+//! changed; [`LoadedPlugin::unload`] calls `Deinit` (10 s) and stops the process. A
+//! [`LoadedPlugin`] derefs to its [`PluginSession`] (`client`, `configure`, `validate`, ...).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use spire_plugin_sdk::proto::spire::plugin::agent::keymanager::v1::KeyManagerBridge;
-//! use spire_plugin_sdk::spire::catalog::{OfferedHostServices, LoadOptions, load, parse_plugins};
+//! use spire_plugin_sdk::spire::Side;
+//! use spire_plugin_sdk::spire::catalog::{LoadOptions, OfferedHostServices, load, parse_plugins};
 //!
 //! let decls = parse_plugins("plugins {\n  KeyManager \"disk\" { plugin_cmd = \"./km\" }\n}")?;
-//! let plugin = load("agent", &decls[0], &LoadOptions::new("example.org"), OfferedHostServices::new()).await?;
+//! let options = LoadOptions::new("example.org");
+//! let plugin = load(Side::Agent, &decls[0], &options, OfferedHostServices::new()).await?;
 //! let mut key_manager = plugin.client::<KeyManagerBridge>()?;
 //! # let _ = &mut key_manager;
 //! plugin.unload().await;
@@ -20,44 +23,34 @@
 
 mod config;
 
+use std::ops::Deref;
 use std::time::Duration;
 
-use tonic::Code;
-use tonic::service::RoutesBuilder;
+use tonic::{Code, Status};
 
 pub use self::config::{
-    ChecksumError, ConfigError, PluginData, PluginDeclaration, data_hash, parse_checksum,
-    parse_plugins, sha256_hex,
+    ChecksumError, ConfigError as ParseError, PluginData, PluginDeclaration, data_hash,
+    parse_checksum, parse_plugins, sha256_hex,
 };
-use crate::bridge::{BridgedServer, ClientBridge, Role, ServiceBridge, ServiceInfo};
-use crate::goplugin::handshake::HandshakeConfig;
-use crate::goplugin::host::{ClientConfig, ExitInfo, PluginClient, StartError};
-use crate::proto::spire::service::common::config::v1::{
-    ConfigBridge, ConfigureRequest, CoreConfiguration,
+pub use super::session::PluginSession;
+use super::session::go_status;
+use super::types::{PluginType, Side};
+use crate::bridge::{BridgedServer, ServiceBridge};
+use crate::goplugin::{
+    BrokerError, ClientConfig, ExitInfo, HandshakeConfig, PluginClient, StartError,
 };
-use crate::proto::spire::service::private::init::v1::{DeinitRequest, InitBridge, InitRequest};
-
-/// The broker ID SPIRE serves host services on (`private.HostServiceProviderID`).
-pub const HOST_SERVICES_BROKER_ID: u32 = 1;
+use crate::proto::spire::service::common::config::v1::ConfigBridge;
 
 /// How long `Deinit` may take on unload (SPIRE's value).
 pub const DEINIT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The host services offered to a plugin on broker ID 1: a router and the full gRPC names of
-/// the services on it (sent in `Init`). Build one per plugin load. This is the host's side;
-/// inside a plugin, the clients `Init` binds are in [`crate::spire::plugin::HostServices`].
-#[derive(Default)]
+/// The host services offered to a plugin on broker ID 1: generated service implementations
+/// (`<Service>Bridge::bridged(...)`), whose full gRPC names are sent in `Init`. Build one per
+/// plugin load. This is the host's side; inside a plugin, the clients `Init` binds are in
+/// [`crate::spire::plugin::HostServices`].
+#[derive(Debug, Default)]
 pub struct OfferedHostServices {
-    routes: RoutesBuilder,
-    names: Vec<String>,
-}
-
-impl std::fmt::Debug for OfferedHostServices {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OfferedHostServices")
-            .field("names", &self.names)
-            .finish_non_exhaustive()
-    }
+    servers: Vec<BridgedServer>,
 }
 
 impl OfferedHostServices {
@@ -68,40 +61,33 @@ impl OfferedHostServices {
 
     /// Adds a generated service implementation (`<Service>Bridge::bridged(...)`).
     pub fn with(mut self, server: BridgedServer) -> Self {
-        self.names.push(server.info().full_name.to_owned());
-        server.register(&mut self.routes);
+        self.servers.push(server);
         self
     }
 
-    /// Adds services already registered on `routes`, named `names` (full gRPC names).
-    pub fn with_routes(
-        mut self,
-        register: impl FnOnce(&mut RoutesBuilder),
-        names: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Self {
-        register(&mut self.routes);
-        self.names.extend(names.into_iter().map(Into::into));
-        self
+    /// The full gRPC names of the offered services, in the order given.
+    pub fn names(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(|server| server.info().full_name.to_owned())
+            .collect()
     }
 
-    /// The full gRPC names of the offered services.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// The router and the names, for serving them on a broker.
-    pub(crate) fn into_parts(self) -> (RoutesBuilder, Vec<String>) {
-        (self.routes, self.names)
+    /// The servers and their names, for serving them on a broker.
+    pub(crate) fn into_parts(self) -> (Vec<BridgedServer>, Vec<String>) {
+        let names = self.names();
+        (self.servers, names)
     }
 }
 
-/// Settings for loading plugins.
+/// Settings for loading plugins. Build with [`LoadOptions::new`] and the setters.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LoadOptions {
     /// The trust domain sent in `CoreConfiguration` (bare name, e.g. `example.org`).
     pub trust_domain: String,
-    /// Limit for each `Init` and `Configure` call (SPIRE has none; a hung plugin must not hang
-    /// the host). Default 1 minute.
+    /// Limit for each `Init`, `Configure` and `Validate` call (SPIRE has none; a hung plugin
+    /// must not hang the host). Default 1 minute.
     pub call_timeout: Duration,
     /// Limit for `Deinit` on unload (default [`DEINIT_TIMEOUT`]).
     pub deinit_timeout: Duration,
@@ -119,21 +105,39 @@ impl LoadOptions {
             start_timeout: Duration::from_secs(60),
         }
     }
+
+    /// The limit of each `Init`, `Configure` and `Validate` call.
+    pub fn call_timeout(mut self, limit: Duration) -> Self {
+        self.call_timeout = limit;
+        self
+    }
+
+    /// The limit of `Deinit` on unload.
+    pub fn deinit_timeout(mut self, limit: Duration) -> Self {
+        self.deinit_timeout = limit;
+        self
+    }
+
+    /// How long to wait for the plugin's handshake.
+    pub fn start_timeout(mut self, limit: Duration) -> Self {
+        self.start_timeout = limit;
+        self
+    }
 }
 
-/// Why a plugin could not be loaded, configured or used. Messages name the plugin and follow
-/// SPIRE's texts.
+/// Why a SPIRE plugin could not be loaded, served, configured or used: the one error of SPIRE's
+/// host layer (catalog, plugintest, check). Messages name the plugin and follow SPIRE's texts;
+/// where the plugin answered, the error keeps its [`Status`] ([`CatalogError::status`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CatalogError {
     /// No plugin type of that name on this side.
-    #[error("failed to load plugin \"{name}\": unsupported plugin type \"{side}/{plugin_type}\"")]
+    #[error("failed to load plugin \"{name}\": unsupported plugin type \"{given}\"")]
     UnknownType {
         /// The plugin name.
         name: String,
-        /// `agent` or `server`.
-        side: String,
-        /// The declared type.
-        plugin_type: String,
+        /// The type asked for, `side/Type`.
+        given: String,
     },
     /// The declaration is disabled (`enabled = false`).
     #[error("plugin \"{plugin_type}\"/\"{name}\" is disabled")]
@@ -165,29 +169,45 @@ pub enum CatalogError {
         /// The go-plugin error.
         source: StartError,
     },
+    /// An in-process plugin ([`plugintest::serve`](super::plugintest::serve)) is misdeclared.
+    #[error("failed to load plugin \"{name}\": {source}")]
+    Declaration {
+        /// The plugin name.
+        name: String,
+        /// What is wrong.
+        source: super::plugin::DeclarationError,
+    },
+    /// The in-process server, its socket directory or its connection could not be set up.
+    #[error("failed to load plugin \"{name}\": {message}")]
+    Setup {
+        /// The plugin name.
+        name: String,
+        /// What failed.
+        message: String,
+    },
     /// Host services could not be offered on the broker.
-    #[error("failed to load plugin \"{name}\": failed to serve host services: {message}")]
+    #[error("failed to load plugin \"{name}\": failed to serve host services: {source}")]
     HostServices {
         /// The plugin name.
         name: String,
         /// The broker error.
-        message: String,
+        source: BrokerError,
     },
-    /// `Init` failed or timed out.
-    #[error("failed to load plugin \"{name}\": failed to initialize plugin: {message}")]
+    /// `Init` failed or timed out (`DeadlineExceeded`).
+    #[error("failed to load plugin \"{name}\": failed to initialize plugin: {}", go_status(.status))]
     Init {
         /// The plugin name.
         name: String,
-        /// The status, Go-formatted.
-        message: String,
+        /// The plugin's answer.
+        status: Status,
     },
     /// The plugin does not serve its type's service (SPIRE's text).
-    #[error("failed to load plugin \"{name}\": no supported plugin interface found in: {found}")]
+    #[error("failed to load plugin \"{name}\": no supported plugin interface found in: {}", go_quoted_list(.found))]
     NoPluginInterface {
         /// The plugin name.
         name: String,
-        /// The names the plugin reported, formatted as Go's `%q` of a slice.
-        found: String,
+        /// The names the plugin reported.
+        found: Vec<String>,
     },
     /// The plugin has data but no Config service (SPIRE's text).
     #[error("failed to load plugin \"{name}\": no supported configuration interface found")]
@@ -204,39 +224,75 @@ pub enum CatalogError {
         source: std::io::Error,
     },
     /// `Configure` failed or timed out (SPIRE's prefix).
-    #[error("failed to configure plugin \"{name}\": {message}")]
+    #[error("failed to configure plugin \"{name}\": {}", go_status(.status))]
     Configure {
         /// The plugin name.
         name: String,
-        /// The status, Go-formatted, or the timeout.
-        message: String,
+        /// The plugin's answer.
+        status: Status,
     },
-    /// A client was asked for a service the plugin did not report.
-    #[error("plugin \"{name}\" does not serve {service}")]
+    /// `Validate` failed or timed out.
+    #[error("failed to validate plugin \"{name}\" configuration: {}", go_status(.status))]
+    Validate {
+        /// The plugin name.
+        name: String,
+        /// The plugin's answer.
+        status: Status,
+    },
+    /// `Deinit` failed or timed out (SPIRE logs "Failed to deinitialize plugin").
+    #[error("failed to deinitialize plugin \"{name}\": {}", go_status(.status))]
+    Deinit {
+        /// The plugin name.
+        name: String,
+        /// The plugin's answer.
+        status: Status,
+    },
+    /// A client was asked for a service the plugin did not report in `Init`.
+    #[error("plugin \"{name}\" does not serve {service} (it serves: {})", go_quoted_list(.served))]
     NotServed {
         /// The plugin name.
         name: String,
         /// The service asked for.
         service: &'static str,
+        /// What it reported.
+        served: Vec<String>,
     },
 }
 
-/// Resolves `side` + `plugin_type` (e.g. `agent` + `KeyManager`) to its plugin service.
-pub fn plugin_service(side: &str, plugin_type: &str) -> Option<ServiceInfo> {
-    crate::proto::SERVICES.iter().copied().find(|info| {
-        info.role == Role::Plugin
-            && info.side == Some(side)
-            && info.plugin_type == Some(plugin_type)
-    })
-}
+impl CatalogError {
+    /// The plugin's answer, for `Init`, `Configure`, `Validate` and `Deinit` failures (a
+    /// timeout is `DeadlineExceeded`).
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            CatalogError::Init { status, .. }
+            | CatalogError::Configure { status, .. }
+            | CatalogError::Validate { status, .. }
+            | CatalogError::Deinit { status, .. } => Some(status),
+            _ => None,
+        }
+    }
 
-/// Formats a status as Go's `status.Error` does: `rpc error: code = X desc = msg`.
-fn go_status(status: &tonic::Status) -> String {
-    let code = match status.code() {
-        Code::Cancelled => "Canceled".to_owned(),
-        other => format!("{other:?}"),
-    };
-    format!("rpc error: code = {code} desc = {}", status.message())
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        match self {
+            CatalogError::UnknownType { name, .. }
+            | CatalogError::Disabled { name, .. }
+            | CatalogError::NoCommand { name }
+            | CatalogError::Checksum { name, .. }
+            | CatalogError::Launch { name, .. }
+            | CatalogError::Declaration { name, .. }
+            | CatalogError::Setup { name, .. }
+            | CatalogError::HostServices { name, .. }
+            | CatalogError::Init { name, .. }
+            | CatalogError::NoPluginInterface { name, .. }
+            | CatalogError::NoConfigInterface { name }
+            | CatalogError::DataFile { name, .. }
+            | CatalogError::Configure { name, .. }
+            | CatalogError::Validate { name, .. }
+            | CatalogError::Deinit { name, .. }
+            | CatalogError::NotServed { name, .. } => name,
+        }
+    }
 }
 
 /// Formats names as Go's `%q` of a `[]string`.
@@ -245,40 +301,14 @@ fn go_quoted_list(names: &[String]) -> String {
     format!("[{}]", quoted.join(" "))
 }
 
-/// Why a call made under a timeout failed.
-#[derive(Debug)]
-enum CallError {
-    /// The plugin answered with an error.
-    Status(tonic::Status),
-    /// No answer in time.
-    Timeout(Duration),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Status(status) => f.write_str(&go_status(status)),
-            CallError::Timeout(limit) => write!(f, "timed out after {limit:?}"),
-        }
-    }
-}
-
-/// Makes a call, giving up (and cancelling it) after `limit`.
-async fn call_with_timeout<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, CallError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(CallError::Status(status)),
-        Err(_) => Err(CallError::Timeout(limit)),
-    }
-}
-
-/// Loads one plugin declared for `side` (`agent` or `server`): launch, host services on broker
-/// ID 1, Init, Configure. On any failure the plugin process is stopped and reaped.
+/// Loads one plugin declared for `side`: launch, host services on broker ID 1, Init, Configure.
+/// On any failure the plugin process is stopped and reaped.
+///
+/// # Errors
+///
+/// [`CatalogError`] naming the plugin, in SPIRE's words.
 pub async fn load(
-    side: &str,
+    side: Side,
     decl: &PluginDeclaration,
     options: &LoadOptions,
     host_services: OfferedHostServices,
@@ -290,11 +320,10 @@ pub async fn load(
             name,
         });
     }
-    let info =
-        plugin_service(side, &decl.plugin_type).ok_or_else(|| CatalogError::UnknownType {
+    let plugin_type =
+        PluginType::new(side, &decl.plugin_type).map_err(|err| CatalogError::UnknownType {
             name: name.clone(),
-            side: side.to_owned(),
-            plugin_type: decl.plugin_type.clone(),
+            given: err.given().to_owned(),
         })?;
     if decl.cmd.as_os_str().is_empty() {
         return Err(CatalogError::NoCommand { name });
@@ -312,13 +341,13 @@ pub async fn load(
         }
     };
 
-    let handshake = HandshakeConfig {
-        protocol_version: 1,
-        magic_cookie_key: decl.plugin_type.clone(),
-        magic_cookie_value: decl.plugin_type.clone(),
-    };
+    let handshake = HandshakeConfig::new(
+        super::plugin::PROTOCOL_VERSION,
+        plugin_type.name(),
+        plugin_type.name(),
+    );
     let cmd = std::path::absolute(&decl.cmd).unwrap_or_else(|_| decl.cmd.clone());
-    let mut config = ClientConfig::new(handshake, [1], cmd);
+    let mut config = ClientConfig::new(handshake, [super::plugin::PROTOCOL_VERSION], cmd);
     config.args = decl.args.iter().map(Into::into).collect();
     config.checksum = checksum;
     config.auto_mtls = false;
@@ -329,199 +358,143 @@ pub async fn load(
             name: name.clone(),
             source,
         })?;
-
-    let mut loaded = LoadedPlugin {
-        name,
-        plugin_type: decl.plugin_type.clone(),
-        info,
-        client: Some(client),
-        services: Vec::new(),
-        data: decl.data.clone(),
-        data_hash: None,
-        options: options.clone(),
-    };
-    match loaded.initialize(host_services).await {
-        Ok(()) => Ok(loaded),
+    match initialize(&client, name, plugin_type, decl, options, host_services).await {
+        Ok((session, data_hash)) => Ok(LoadedPlugin {
+            session,
+            plugin_type,
+            client: Some(client),
+            data: decl.data.clone(),
+            data_hash,
+            deinit_timeout: options.deinit_timeout,
+        }),
         Err(err) => {
-            if let Some(client) = loaded.client.take() {
-                client.kill().await;
-            }
+            client.kill().await;
             Err(err)
         }
     }
 }
 
-/// A loaded, configured plugin. Drop stops the process too, but without `Deinit`; prefer
-/// [`unload`](Self::unload).
+/// Init, the plugin-interface check, and the first Configure.
+async fn initialize(
+    client: &PluginClient,
+    name: String,
+    plugin_type: PluginType,
+    decl: &PluginDeclaration,
+    options: &LoadOptions,
+    host_services: OfferedHostServices,
+) -> Result<(PluginSession, Option<String>), CatalogError> {
+    let session = PluginSession::init(
+        name,
+        client.channel(),
+        client.broker(),
+        host_services,
+        options.trust_domain.clone(),
+        options.call_timeout,
+    )
+    .await?;
+    if !session.serves(plugin_type.service().full_name) {
+        return Err(CatalogError::NoPluginInterface {
+            name: session.name().to_owned(),
+            found: session.service_names().to_vec(),
+        });
+    }
+    for service in session.service_names() {
+        let known = crate::proto::SERVICES
+            .iter()
+            .any(|info| info.full_name == service);
+        if !known {
+            tracing::warn!(plugin_name = %session.name(), service, "Unsupported plugin service found");
+        }
+    }
+    let data = read_data(session.name(), &decl.data)?;
+    let hash = configure(&session, data).await?;
+    Ok((session, hash))
+}
+
+fn read_data(name: &str, data: &PluginData) -> Result<String, CatalogError> {
+    match data {
+        PluginData::None => Ok(String::new()),
+        PluginData::Inline(text) => Ok(text.clone()),
+        PluginData::File(path) => {
+            std::fs::read_to_string(path).map_err(|source| CatalogError::DataFile {
+                name: name.to_owned(),
+                source,
+            })
+        }
+    }
+}
+
+/// SPIRE's rule: a plugin without `Config` is not configured, unless it was given data.
+/// Returns the hash of the data configured.
+async fn configure(session: &PluginSession, data: String) -> Result<Option<String>, CatalogError> {
+    if !session.serves(ConfigBridge::INFO.full_name) && data.is_empty() {
+        return Ok(None);
+    }
+    let hash = data_hash(&data);
+    session.configure(data).await?;
+    Ok(Some(hash))
+}
+
+/// A loaded, configured plugin; derefs to its [`PluginSession`]. Drop stops the process too,
+/// but without `Deinit`; prefer [`unload`](Self::unload).
 #[derive(Debug)]
 pub struct LoadedPlugin {
-    name: String,
-    plugin_type: String,
-    info: ServiceInfo,
+    session: PluginSession,
+    plugin_type: PluginType,
     client: Option<PluginClient>,
-    services: Vec<String>,
     data: PluginData,
     data_hash: Option<String>,
-    options: LoadOptions,
+    deinit_timeout: Duration,
 }
 
 /// What happened on [`LoadedPlugin::unload`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Unloaded {
     /// `Deinit`'s outcome: `Ok` also when the plugin does not implement it.
-    pub deinit: Result<(), String>,
+    pub deinit: Result<(), CatalogError>,
     /// How the process ended.
     pub exit: ExitInfo,
 }
 
+impl Deref for LoadedPlugin {
+    type Target = PluginSession;
+
+    fn deref(&self) -> &PluginSession {
+        &self.session
+    }
+}
+
 impl LoadedPlugin {
-    fn go_plugin(&self) -> &PluginClient {
-        self.client
-            .as_ref()
-            .expect("plugin client present until unload")
-    }
-
-    async fn initialize(&mut self, host_services: OfferedHostServices) -> Result<(), CatalogError> {
-        let client = self.go_plugin();
-        // SPIRE accepts broker ID 1 at Dispense, just before Init: the Go plugin dials it during
-        // Init and gives up when the address is older than a few seconds.
-        let OfferedHostServices { routes, names } = host_services;
-        client
-            .broker()
-            .accept_and_serve(HOST_SERVICES_BROKER_ID, routes.routes())
-            .map_err(|err| CatalogError::HostServices {
-                name: self.name.clone(),
-                message: err.to_string(),
-            })?;
-        let mut init = InitBridge::client(client.channel());
-        let response = call_with_timeout(
-            self.options.call_timeout,
-            init.init(InitRequest {
-                host_service_names: names,
-            }),
-        )
-        .await
-        .map_err(|err| CatalogError::Init {
-            name: self.name.clone(),
-            message: err.to_string(),
-        })?;
-        self.services = response.plugin_service_names;
-        if !self.services.iter().any(|s| s == self.info.full_name) {
-            return Err(CatalogError::NoPluginInterface {
-                name: self.name.clone(),
-                found: go_quoted_list(&self.services),
-            });
-        }
-        for service in &self.services {
-            let known = crate::proto::SERVICES
-                .iter()
-                .any(|info| info.full_name == service);
-            if !known {
-                tracing::warn!(plugin_name = %self.name, service, "Unsupported plugin service found");
-            }
-        }
-        let data = self.read_data()?;
-        self.configure(data).await
-    }
-
-    fn read_data(&self) -> Result<String, CatalogError> {
-        match &self.data {
-            PluginData::None => Ok(String::new()),
-            PluginData::Inline(text) => Ok(text.clone()),
-            PluginData::File(path) => {
-                std::fs::read_to_string(path).map_err(|source| CatalogError::DataFile {
-                    name: self.name.clone(),
-                    source,
-                })
-            }
-        }
-    }
-
-    fn has_config(&self) -> bool {
-        self.serves(ConfigBridge::INFO.full_name)
-    }
-
-    async fn configure(&mut self, data: String) -> Result<(), CatalogError> {
-        if !self.has_config() {
-            if data.is_empty() {
-                return Ok(());
-            }
-            return Err(CatalogError::NoConfigInterface {
-                name: self.name.clone(),
-            });
-        }
-        let hash = data_hash(&data);
-        let mut config = ConfigBridge::client(self.go_plugin().channel());
-        let request = ConfigureRequest {
-            core_configuration: Some(CoreConfiguration {
-                trust_domain: self.options.trust_domain.clone(),
-            }),
-            hcl_configuration: data,
-        };
-        call_with_timeout(self.options.call_timeout, config.configure(request))
-            .await
-            .map_err(|err| CatalogError::Configure {
-                name: self.name.clone(),
-                message: err.to_string(),
-            })?;
-        self.data_hash = Some(hash);
-        Ok(())
-    }
-
     /// Re-reads `plugin_data_file` and calls `Configure` again if its content changed (by
     /// SPIRE's SHA-512/16 hash). Returns whether it configured. Inline data never changes.
+    ///
+    /// # Errors
+    ///
+    /// [`CatalogError::DataFile`] or [`CatalogError::Configure`]; a refused configuration
+    /// leaves the previous one in force, as in SPIRE.
     pub async fn reconfigure(&mut self) -> Result<bool, CatalogError> {
         if !matches!(self.data, PluginData::File(_)) {
             return Ok(false);
         }
-        let data = self.read_data()?;
+        let data = read_data(self.session.name(), &self.data)?;
         if self.data_hash.as_deref() == Some(data_hash(&data).as_str()) {
             return Ok(false);
         }
-        self.configure(data).await?;
+        self.data_hash = configure(&self.session, data).await?;
         Ok(true)
     }
 
-    /// The plugin's name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The plugin's type, e.g. `agent/KeyManager`.
+    pub fn plugin_type(&self) -> PluginType {
+        self.plugin_type
     }
 
-    /// The plugin's type, e.g. `KeyManager`.
-    pub fn plugin_type(&self) -> &str {
-        &self.plugin_type
-    }
-
-    /// The plugin type's service.
-    pub fn info(&self) -> &ServiceInfo {
-        &self.info
-    }
-
-    /// The service names the plugin reported in `Init`.
-    pub fn service_names(&self) -> &[String] {
-        &self.services
-    }
-
-    /// Whether the plugin reported `full_name` in `Init`.
-    pub fn serves(&self, full_name: &str) -> bool {
-        self.services.iter().any(|s| s == full_name)
-    }
-
-    /// The go-plugin connection (process ID, channel, exit status).
+    /// The go-plugin connection (process ID, handshake, exit status).
     pub fn plugin_client(&self) -> &PluginClient {
-        self.go_plugin()
-    }
-
-    /// A typed client for the plugin service or one of the plugin's services, e.g.
-    /// `loaded.client::<KeyManagerBridge>()`; fails if the plugin did not report it.
-    pub fn client<B: ClientBridge>(&self) -> Result<B::Client, CatalogError> {
-        if !self.serves(B::INFO.full_name) {
-            return Err(CatalogError::NotServed {
-                name: self.name.clone(),
-                service: B::INFO.full_name,
-            });
-        }
-        Ok(B::client(self.go_plugin().channel()))
+        self.client
+            .as_ref()
+            .expect("plugin client present until unload")
     }
 
     /// Unloads as SPIRE does: `Deinit` with the deinit timeout (`Unimplemented` tolerated,
@@ -532,20 +505,19 @@ impl LoadedPlugin {
             .client
             .take()
             .expect("plugin client present until unload");
-        let mut init = InitBridge::client(client.channel());
-        let deinit = match call_with_timeout(
-            self.options.deinit_timeout,
-            init.deinit(DeinitRequest {}),
-        )
-        .await
-        {
-            Ok(_) => Ok(()),
-            Err(CallError::Status(status)) if status.code() == Code::Unimplemented => Ok(()),
-            Err(err) => {
-                let message = err.to_string();
-                tracing::error!(plugin_name = %self.name, error = %message, "Failed to deinitialize plugin");
-                Err(message)
+        let deinit = match self.session.deinit(self.deinit_timeout).await {
+            Err(err)
+                if err
+                    .status()
+                    .is_some_and(|s| s.code() == Code::Unimplemented) =>
+            {
+                Ok(())
             }
+            Err(err) => {
+                tracing::error!(plugin_name = %self.session.name(), error = %err, "Failed to deinitialize plugin");
+                Err(err)
+            }
+            Ok(()) => Ok(()),
         };
         let exit = client.kill().await;
         Unloaded { deinit, exit }

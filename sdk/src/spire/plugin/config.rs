@@ -10,7 +10,7 @@
 //! Unknown keys are rejected when the struct says `#[serde(deny_unknown_fields)]`.
 //!
 //! ```
-//! use spire_plugin_sdk::spire::plugin::config;
+//! use spire_plugin_sdk::spire::plugin::parse_config;
 //!
 //! #[derive(Debug, serde::Deserialize)]
 //! #[serde(deny_unknown_fields)]
@@ -18,9 +18,9 @@
 //!     selectors: Vec<String>,
 //! }
 //!
-//! let parsed: MyConfig = config::parse("\"selectors\" = [\"a:b\"]").unwrap();
+//! let parsed: MyConfig = parse_config("\"selectors\" = [\"a:b\"]").unwrap();
 //! assert_eq!(parsed.selectors, ["a:b"]);
-//! let err = config::parse::<MyConfig>("selectors = []\nbogus = 1").unwrap_err();
+//! let err = parse_config::<MyConfig>("selectors = []\nbogus = 1").unwrap_err();
 //! assert_eq!(err.key(), Some("bogus"));
 //! assert_eq!(err.line(), Some(2));
 //! ```

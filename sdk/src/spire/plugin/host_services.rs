@@ -46,20 +46,31 @@ impl HostServices {
         bound.get(B::INFO.full_name).cloned().map(B::client)
     }
 
-    /// Like [`get`](Self::get), as a `FailedPrecondition` status when the service is not bound,
-    /// for use with `?` in RPC handlers.
+    /// Like [`get`](Self::get), as an error status when the service is not bound, for use
+    /// with `?` in RPC handlers.
     ///
     /// # Errors
     ///
-    /// `FailedPrecondition` naming the service.
+    /// [`NOT_OFFERED`](Self::NOT_OFFERED) (`Unimplemented`), naming the service: the host did
+    /// not offer it (or `Init` has not run). This is deliberately not `FailedPrecondition`,
+    /// which SPIRE's own host services answer for "not ready yet" (IdentityProvider before the
+    /// server CA exists), so a caller can tell "retry later" from "this host has no such
+    /// service".
     pub fn require<B: ClientBridge>(&self) -> Result<B::Client, Status> {
         self.get::<B>().ok_or_else(|| {
-            Status::failed_precondition(format!(
-                "host service {} is not available",
-                B::INFO.full_name
-            ))
+            Status::new(
+                Self::NOT_OFFERED,
+                format!(
+                    "host service {} was not offered by the host",
+                    B::INFO.full_name
+                ),
+            )
         })
     }
+
+    /// The code [`require`](Self::require) answers with when a host service was not offered:
+    /// `Unimplemented`, the code gRPC uses for an operation this peer does not support.
+    pub const NOT_OFFERED: tonic::Code = tonic::Code::Unimplemented;
 
     /// Whether host service `B` is bound.
     pub fn is_bound<B: ClientBridge>(&self) -> bool {
@@ -72,5 +83,23 @@ impl HostServices {
         let mut bound = self.bound.write().expect("host services lock");
         bound.clear();
         bound.extend(services);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::spire::hostservice::common::metrics::v1::MetricsBridge;
+
+    #[test]
+    fn a_service_not_offered_is_unimplemented_not_failed_precondition() {
+        let hosts = HostServices::new();
+        let status = hosts.require::<MetricsBridge>().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        assert_ne!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            status.message(),
+            "host service spire.hostservice.common.metrics.v1.Metrics was not offered by the host"
+        );
     }
 }

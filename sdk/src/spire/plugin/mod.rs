@@ -22,7 +22,7 @@
 //! }
 //! ```
 //!
-//! What happens, in SPIRE's order (`../shared/PROTOCOL.md` §2.3):
+//! What happens, in SPIRE's order (`docs/protocol.md`, "SPIRE"):
 //!
 //! 1. [`Plugin::serve`] installs the hclog `tracing` subscriber (plugin code logs with
 //!    `tracing`; SPIRE shows the lines at their levels, Trace dropped), checks the cookie and
@@ -37,9 +37,9 @@
 //!
 //! Configuration decoding is in [`config`]; error-to-status mapping in [`status`].
 
-pub mod config;
+mod config;
 mod host_services;
-pub mod status;
+mod status;
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -49,12 +49,11 @@ use tokio::sync::OnceCell;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+pub use self::config::{ConfigError, Configuration, CoreConfig, parse as parse_config};
 pub use self::host_services::{HostServices, Requirement};
+pub use self::status::{PluginError, ResultExt};
 use crate::bridge::{BridgedServer, ClientBridge, Role, ServiceInfo};
-use crate::goplugin::broker::Broker;
-use crate::goplugin::handshake::HandshakeConfig;
-use crate::goplugin::hclog;
-use crate::goplugin::server::{self, PluginServer};
+use crate::goplugin::{Broker, HandshakeConfig, PluginServer, ServeError, hclog};
 use crate::proto::spire::service::private::init::v1::init_server::Init;
 use crate::proto::spire::service::private::init::v1::{
     DeinitRequest, DeinitResponse, InitBridge, InitRequest, InitResponse,
@@ -76,9 +75,11 @@ pub type ResponseStream<T> =
 
 type CloseHook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), String>> + Send>;
 
-/// Why a [`Plugin`] could not be served.
+/// Why a [`Plugin`]'s declaration cannot be served: a service given in the wrong role, or
+/// twice.
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+#[non_exhaustive]
+pub enum DeclarationError {
     /// [`Plugin::new`] got a service that is not a SPIRE plugin type.
     #[error(
         "{name} is not a plugin service (role {role:?}); pass e.g. NodeAttestorBridge::bridged"
@@ -108,9 +109,6 @@ pub enum ServeError {
     /// A service was given twice.
     #[error("service {0} is registered twice")]
     Duplicate(&'static str),
-    /// go-plugin serving failed (cookie, listener, server).
-    #[error(transparent)]
-    Serve(#[from] server::ServeError),
 }
 
 /// A SPIRE plugin ready to serve: its plugin service, extra services, declared host services
@@ -208,16 +206,16 @@ impl Plugin {
     ///
     /// # Errors
     ///
-    /// [`ServeError::NotAPluginType`].
-    pub fn handshake(&self) -> Result<HandshakeConfig, ServeError> {
+    /// [`DeclarationError::NotAPluginType`].
+    pub fn handshake(&self) -> Result<HandshakeConfig, DeclarationError> {
         let info = self.plugin.info();
         match (info.role, info.plugin_type) {
-            (Role::Plugin, Some(plugin_type)) => Ok(HandshakeConfig {
-                protocol_version: PROTOCOL_VERSION,
-                magic_cookie_key: plugin_type.to_owned(),
-                magic_cookie_value: plugin_type.to_owned(),
-            }),
-            _ => Err(ServeError::NotAPluginType {
+            (Role::Plugin, Some(plugin_type)) => Ok(HandshakeConfig::new(
+                PROTOCOL_VERSION,
+                plugin_type,
+                plugin_type,
+            )),
+            _ => Err(DeclarationError::NotAPluginType {
                 name: info.full_name,
                 role: info.role,
             }),
@@ -232,32 +230,32 @@ impl Plugin {
             .collect()
     }
 
-    fn validate(&self) -> Result<HandshakeConfig, ServeError> {
+    fn validate(&self) -> Result<HandshakeConfig, DeclarationError> {
         let handshake = self.handshake()?;
         let mut seen = vec![self.plugin.info().full_name];
         for service in &self.services {
             let info = service.info();
             if info.role != Role::Service {
-                return Err(ServeError::NotAService {
+                return Err(DeclarationError::NotAService {
                     name: info.full_name,
                     role: info.role,
                 });
             }
             if seen.contains(&info.full_name) {
-                return Err(ServeError::Duplicate(info.full_name));
+                return Err(DeclarationError::Duplicate(info.full_name));
             }
             seen.push(info.full_name);
         }
         let mut hosts = Vec::new();
         for (info, _) in &self.host_services {
             if info.role != Role::HostService {
-                return Err(ServeError::NotAHostService {
+                return Err(DeclarationError::NotAHostService {
                     name: info.full_name,
                     role: info.role,
                 });
             }
             if hosts.contains(&info.full_name) {
-                return Err(ServeError::Duplicate(info.full_name));
+                return Err(DeclarationError::Duplicate(info.full_name));
             }
             hosts.push(info.full_name);
         }
@@ -269,8 +267,8 @@ impl Plugin {
     ///
     /// # Errors
     ///
-    /// A [`ServeError`] for a misdeclared service.
-    pub fn into_server(self) -> Result<PluginServer, ServeError> {
+    /// A [`DeclarationError`] for a misdeclared service.
+    pub fn into_server(self) -> Result<PluginServer, DeclarationError> {
         let handshake = self.validate()?;
         let capture_stdio = self.capture_stdio;
         let server = PluginServer::new(handshake)
@@ -285,10 +283,11 @@ impl Plugin {
     /// extra services and `Init`, whose host services are dialled through `broker`. Used by
     /// [`into_server`](Self::into_server) and by the in-process harness
     /// ([`crate::spire::plugintest`]).
+    #[cfg(feature = "spire-host")]
     pub(crate) fn into_validated_services(
         self,
         broker: Broker,
-    ) -> Result<Vec<BridgedServer>, ServeError> {
+    ) -> Result<Vec<BridgedServer>, DeclarationError> {
         self.validate()?;
         Ok(self.into_services(broker))
     }
@@ -322,14 +321,17 @@ impl Plugin {
     ///
     /// # Errors
     ///
-    /// A [`ServeError`]: a misdeclared service, a failed cookie check (the process was not
-    /// started by SPIRE), or a failed server.
+    /// A [`ServeError`]: a misdeclared service ([`ServeError::Services`] with the
+    /// [`DeclarationError`]), a failed cookie check (the process was not started by SPIRE), or a
+    /// failed server.
     pub async fn serve(self) -> Result<(), ServeError> {
         if self.logging {
             let _ = hclog::init();
         }
-        self.into_server()?.serve().await?;
-        Ok(())
+        let server = self
+            .into_server()
+            .map_err(|err| ServeError::Services(Box::new(err)))?;
+        server.serve().await
     }
 
     /// [`serve`](Self::serve), then end the process like [`PluginServer::serve_or_exit`]
@@ -471,22 +473,28 @@ mod tests {
         let err = Plugin::new(packed::<ConfigBridge>())
             .validate()
             .unwrap_err();
-        assert!(matches!(err, ServeError::NotAPluginType { .. }), "{err}");
+        assert!(
+            matches!(err, DeclarationError::NotAPluginType { .. }),
+            "{err}"
+        );
         let err = Plugin::new(packed::<WorkloadAttestorBridge>())
             .service(packed::<MetricsBridge>())
             .validate()
             .unwrap_err();
-        assert!(matches!(err, ServeError::NotAService { .. }), "{err}");
+        assert!(matches!(err, DeclarationError::NotAService { .. }), "{err}");
         let err = Plugin::new(packed::<WorkloadAttestorBridge>())
             .host_service::<ConfigBridge>(Requirement::Optional)
             .validate()
             .unwrap_err();
-        assert!(matches!(err, ServeError::NotAHostService { .. }), "{err}");
+        assert!(
+            matches!(err, DeclarationError::NotAHostService { .. }),
+            "{err}"
+        );
         let err = Plugin::new(packed::<WorkloadAttestorBridge>())
             .service(packed::<ConfigBridge>())
             .service(packed::<ConfigBridge>())
             .validate()
             .unwrap_err();
-        assert!(matches!(err, ServeError::Duplicate(_)), "{err}");
+        assert!(matches!(err, DeclarationError::Duplicate(_)), "{err}");
     }
 }
