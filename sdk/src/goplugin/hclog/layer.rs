@@ -163,16 +163,22 @@ impl<W> fmt::Debug for HclogLayer<W> {
     }
 }
 
-/// The filter [`init`] uses: `RUST_LOG` when set, otherwise everything at Trace (a Go plugin's
-/// default logger level) except the transport libraries under the plugin (h2, hyper, tower,
-/// tonic, rustls, yamux), which log thousands of per-frame lines at Debug and Trace and
-/// have no counterpart in a Go plugin's log; they stay at Info.
-pub fn default_filter() -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "trace,h2=info,hyper=info,hyper_util=info,tower=info,tonic=info,rustls=info,yamux=info",
-        )
-    })
+/// The filter [`init`] uses: `RUST_LOG` when set (directives `target=level` and a bare default
+/// level, comma-separated, e.g. `info,my_plugin=trace`; an unreadable value is ignored),
+/// otherwise everything at Trace (a Go plugin's default logger level) except the transport
+/// libraries under the plugin (h2, hyper, tower, tonic, rustls, yamux), which log thousands of
+/// per-frame lines at Debug and Trace and have no counterpart in a Go plugin's log; they stay at
+/// Info.
+///
+/// It is a [`Targets`](tracing_subscriber::filter::Targets) filter rather than an `EnvFilter`:
+/// plugins then carry no regex engine (span and field directives are not supported).
+pub fn default_filter() -> tracing_subscriber::filter::Targets {
+    const DEFAULT: &str =
+        "trace,h2=info,hyper=info,hyper_util=info,tower=info,tonic=info,rustls=info,yamux=info";
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| DEFAULT.parse().expect("the default directives parse"))
 }
 
 /// Installs [`HclogLayer::new`] as the global default subscriber: the plugin logs at Trace to the
