@@ -274,16 +274,21 @@ fn unquote_keys(input: &str) -> Cow<'_, str> {
                 i += 1;
             }
             b'"' => {
-                let end = string_end(bytes, i);
-                let content = &input[i + 1..end.saturating_sub(1).max(i + 1)];
-                let after = input[end..].trim_start_matches([' ', '\t']);
-                let is_key =
-                    (after.starts_with('=') && !after.starts_with("==")) || after.starts_with('{');
-                if key_position && is_key && is_identifier(content) {
-                    out.push_str(&input[copied..i]);
-                    out.push_str(content);
-                    copied = end;
-                    changed = true;
+                let (end, closed) = string_end(bytes, i);
+                // Only a closed string can be a key; an unclosed one is left for hcl-rs to
+                // report. `i + 1` and `end - 1` are next to ASCII quotes, so both are char
+                // boundaries.
+                if closed && key_position {
+                    let content = &input[i + 1..end - 1];
+                    let after = input[end..].trim_start_matches([' ', '\t']);
+                    let is_key = (after.starts_with('=') && !after.starts_with("=="))
+                        || after.starts_with('{');
+                    if is_key && is_identifier(content) {
+                        out.push_str(&input[copied..i]);
+                        out.push_str(content);
+                        copied = end;
+                        changed = true;
+                    }
                 }
                 key_position = false;
                 i = end;
@@ -308,18 +313,23 @@ fn skip_to_newline(bytes: &[u8], from: usize) -> usize {
         .map_or(bytes.len(), |offset| from + offset)
 }
 
-/// The index just past the string starting at `start` (a `"`), honoring `\` escapes.
-fn string_end(bytes: &[u8], start: usize) -> usize {
+/// Where the string starting at `start` (a `"`) ends, honoring `\` escapes: just past its
+/// closing quote (`true`), or, for an unclosed string, at the newline or the end of the text
+/// (`false`). Every index returned is a char boundary: it follows an ASCII `"`, or is the
+/// position of an ASCII `\n`, or the end. (Stepping over an escape may land `i` inside a
+/// multi-byte char, but `i` is only ever compared with ASCII bytes, never used to slice.)
+fn string_end(bytes: &[u8], start: usize) -> (usize, bool) {
     let mut i = start + 1;
     while i < bytes.len() {
         match bytes[i] {
+            b'\\' if bytes.get(i + 1) == Some(&b'\n') => return (i + 1, false),
             b'\\' => i += 2,
-            b'"' => return i + 1,
-            b'\n' => return i,
+            b'"' => return (i + 1, true),
+            b'\n' => return (i, false),
             _ => i += 1,
         }
     }
-    bytes.len()
+    (bytes.len(), false)
 }
 
 #[cfg(test)]
@@ -427,6 +437,30 @@ mod tests {
             matches!(err, ConfigError::Syntax { line: 2, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn unclosed_string_with_multibyte_text_is_a_syntax_error() {
+        // Found by the plugin_data fuzz target: this used to slice inside 'é' and panic.
+        for text in ["k = \"é", "name = \"café", "\"k\" = \"é\n", "a = 1\n\"é"] {
+            let err = parse::<hcl::Value>(text).unwrap_err();
+            assert!(matches!(err, ConfigError::Syntax { .. }), "{text:?}: {err:?}");
+            assert!(err.line().is_some(), "{text:?}: {err}");
+        }
+        let err = parse::<Sample>("name = \"café").unwrap_err();
+        assert_eq!(err.line(), Some(1), "{err}");
+        assert_eq!(Status::from(err).code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn every_prefix_of_multibyte_text_decodes_or_fails_cleanly() {
+        let text = "\"名前\" = \"café ☕\" # ü\n\"inner\" {\n  \"level\" = 2 /* ß */\n}\n\"tags\" = [\"\\é\"]\n";
+        for (end, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            let _ = parse::<hcl::Value>(&text[..end]);
+            let _ = parse::<Sample>(&text[..end]);
+        }
+        let parsed: Sample = parse("\"name\" = \"café\"\n").unwrap();
+        assert_eq!(parsed.name, "café");
     }
 
     #[test]
