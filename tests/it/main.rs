@@ -4,6 +4,7 @@ mod autotls;
 mod compat;
 mod external_crate;
 mod goplugin_matrix;
+mod handler_panics;
 mod host_errors;
 mod host_lifecycle;
 mod host_matrix;

@@ -227,6 +227,7 @@ impl Broker {
         let closed = self.inner.closed.clone();
         tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
+                .layer(super::panic::CatchPanicLayer)
                 .serve_with_incoming_shutdown(routes.prepare(), incoming, closed.cancelled_owned())
                 .await;
             if let Err(err) = result {

@@ -9,6 +9,7 @@ pub mod hclog;
 pub mod host;
 pub mod manager;
 pub mod mux;
+pub(crate) mod panic;
 pub mod reattach;
 pub mod server;
 pub mod stdio;
