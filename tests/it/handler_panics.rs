@@ -90,9 +90,12 @@ async fn plugin_data_with_an_unclosed_multibyte_string_is_invalid_argument_namin
     assert!(!message.contains("h2 protocol error"), "{err}");
 
     // In-process, where the status itself is visible; the error is on line 2 there.
-    let err = plugintest::serve(workload_attestor::plugin(), Options::new().configuration(hcl))
-        .await
-        .unwrap_err();
+    let err = plugintest::serve(
+        workload_attestor::plugin(),
+        Options::new().configuration(hcl),
+    )
+    .await
+    .unwrap_err();
     let status = err.status().expect("a Configure status");
     assert_eq!(status.code(), Code::InvalidArgument, "{err}");
     assert!(

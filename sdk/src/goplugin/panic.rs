@@ -20,6 +20,13 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{Bytes, http};
 
+/// A tonic server builder with [`CatchPanicLayer`], for every server a plugin runs.
+pub(crate) fn server() -> tonic::transport::Server<
+    tower::layer::util::Stack<CatchPanicLayer, tower::layer::util::Identity>,
+> {
+    tonic::transport::Server::builder().layer(CatchPanicLayer)
+}
+
 /// Wraps a service with [`CatchPanic`].
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct CatchPanicLayer;
@@ -99,7 +106,9 @@ impl http_body::Body for CatchPanicBody {
             return Poll::Ready(None);
         }
         let this = &mut *self;
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.inner).poll_frame(cx))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            Pin::new(&mut this.inner).poll_frame(cx)
+        })) {
             Ok(poll) => poll,
             Err(payload) => {
                 this.done = true;
@@ -224,10 +233,18 @@ mod tests {
         let mut body = service.call(request()).await.unwrap().into_body();
         let first = frame(&mut body).await.unwrap().unwrap();
         assert_eq!(first.into_data().unwrap(), "first");
-        let trailers = frame(&mut body).await.unwrap().unwrap().into_trailers().unwrap();
+        let trailers = frame(&mut body)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_trailers()
+            .unwrap();
         let status = Status::from_header_map(&trailers).expect("a status");
         assert_eq!(status.code(), tonic::Code::Internal);
-        assert!(status.message().ends_with("stream item exploded"), "{status:?}");
+        assert!(
+            status.message().ends_with("stream item exploded"),
+            "{status:?}"
+        );
         assert!(frame(&mut body).await.is_none());
     }
 }

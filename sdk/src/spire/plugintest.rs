@@ -317,9 +317,7 @@ pub async fn serve(plugin: Plugin, options: Options) -> Result<InProcess, Plugin
         service.register(&mut routes);
     }
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(crate::goplugin::panic::CatchPanicLayer)
-            .serve_with_incoming_shutdown(
+        crate::goplugin::panic::server().serve_with_incoming_shutdown(
             routes.routes().prepare(),
             listener.incoming(None),
             stop.clone().cancelled_owned(),
