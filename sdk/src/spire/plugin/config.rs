@@ -250,7 +250,7 @@ fn is_identifier(text: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
-/// Unquotes HCL v1 style keys (`"foo" = …`, `"foo" {`) that are plain identifiers and start a
+/// Unquotes HCL v1 style keys (`"foo" = …`, `"foo" {`, `"foo" "label" {`) that are plain identifiers and start a
 /// line, or follow `{` or `,`. Strings, comments and everything else are left as they are.
 fn unquote_keys(input: &str) -> Cow<'_, str> {
     let bytes = input.as_bytes();
@@ -280,10 +280,7 @@ fn unquote_keys(input: &str) -> Cow<'_, str> {
                 // boundaries.
                 if closed && key_position {
                     let content = &input[i + 1..end - 1];
-                    let after = input[end..].trim_start_matches([' ', '\t']);
-                    let is_key = (after.starts_with('=') && !after.starts_with("=="))
-                        || after.starts_with('{');
-                    if is_key && is_identifier(content) {
+                    if is_identifier(content) && starts_key_value(bytes, end) {
                         out.push_str(&input[copied..i]);
                         out.push_str(content);
                         copied = end;
@@ -304,6 +301,25 @@ fn unquote_keys(input: &str) -> Cow<'_, str> {
     }
     out.push_str(&input[copied..]);
     Cow::Owned(out)
+}
+
+/// Whether what follows a string ending at `from` makes it a key: `=` (not `==`), or `{`
+/// after any number of quoted labels (`"labels" "team" {`, the v1 printer's labelled block).
+fn starts_key_value(bytes: &[u8], mut from: usize) -> bool {
+    loop {
+        while matches!(bytes.get(from), Some(b' ' | b'\t')) {
+            from += 1;
+        }
+        match bytes.get(from) {
+            Some(b'=') => return bytes.get(from + 1) != Some(&b'='),
+            Some(b'{') => return true,
+            Some(b'"') => match string_end(bytes, from) {
+                (end, true) => from = end,
+                (_, false) => return false,
+            },
+            _ => return false,
+        }
+    }
 }
 
 fn skip_to_newline(bytes: &[u8], from: usize) -> usize {
@@ -363,6 +379,26 @@ mod tests {
         assert_eq!(parsed.count, 3);
         assert_eq!(parsed.tags, ["a", "b=c"]);
         assert_eq!(parsed.inner, Some(Inner { level: 2 }));
+    }
+
+    #[test]
+    fn accepts_hcl1_printer_output_of_labelled_blocks() {
+        // Found by the declarations fuzz target's seeds: SPIRE re-prints `labels "team" { … }`
+        // inside plugin_data as `"labels" "team" {`.
+        let value: hcl::Value =
+            parse("\"labels\" \"team\" \"x\" {\n\t\"allow\" = true\n}\n").unwrap();
+        assert_eq!(
+            value,
+            hcl::Value::from_iter([(
+                "labels",
+                hcl::Value::from_iter([(
+                    "team",
+                    hcl::Value::from_iter([("x", hcl::Value::from_iter([("allow", true)]))])
+                )])
+            )])
+        );
+        // A string followed by strings and no `{` is not a key.
+        assert!(parse::<hcl::Value>("\"a\" \"b\"\n").is_err());
     }
 
     #[test]
@@ -444,7 +480,10 @@ mod tests {
         // Found by the plugin_data fuzz target: this used to slice inside 'é' and panic.
         for text in ["k = \"é", "name = \"café", "\"k\" = \"é\n", "a = 1\n\"é"] {
             let err = parse::<hcl::Value>(text).unwrap_err();
-            assert!(matches!(err, ConfigError::Syntax { .. }), "{text:?}: {err:?}");
+            assert!(
+                matches!(err, ConfigError::Syntax { .. }),
+                "{text:?}: {err:?}"
+            );
             assert!(err.line().is_some(), "{text:?}: {err}");
         }
         let err = parse::<Sample>("name = \"café").unwrap_err();
