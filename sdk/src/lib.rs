@@ -34,6 +34,10 @@ pub mod spire;
 #[doc(hidden)]
 pub mod __codegen;
 
+/// Entry points for fuzz targets and corpus replay; not public API.
+#[doc(hidden)]
+pub mod __fuzz;
+
 /// Rust generated from `proto/` by `cargo xtask gen`: one module per proto package, each with
 /// prost messages, tonic `*_client`/`*_server` modules and a `<Service>Bridge` type.
 #[rustfmt::skip]

@@ -3,6 +3,7 @@
 mod autotls;
 mod compat;
 mod external_crate;
+mod fuzz_replay;
 mod goplugin_matrix;
 mod handler_panics;
 mod host_errors;
