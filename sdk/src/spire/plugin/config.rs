@@ -167,15 +167,24 @@ pub fn parse<T: DeserializeOwned>(hcl: &str) -> Result<T, ConfigError> {
     let body = hcl::parse(&text).map_err(|err| syntax(&err))?;
     // Evaluated first: deserializing an unevaluated body into a `String` field would accept any
     // expression (`x = [1]` becomes the string `${[1]}`). There are no variables or functions.
-    let body =
-        hcl::eval::Evaluate::evaluate(&body, &hcl::eval::Context::new()).map_err(|errs| {
-            let message = errs.to_string();
-            ConfigError::Key {
-                key: None,
-                line: None,
-                message,
-            }
-        })?;
+    // hcl-rs's arithmetic asserts (in builds with debug assertions) that results are finite,
+    // so `t = 2 / 0` would panic the handler; such a panic is the text's fault, reported as one.
+    let evaluated = std::panic::catch_unwind(|| {
+        hcl::eval::Evaluate::evaluate(&body, &hcl::eval::Context::new())
+    })
+    .map_err(|_| ConfigError::Key {
+        key: None,
+        line: None,
+        message: "evaluating an expression failed (a division by zero?)".to_owned(),
+    })?;
+    let body = evaluated.map_err(|errs| {
+        let message = errs.to_string();
+        ConfigError::Key {
+            key: None,
+            line: None,
+            message,
+        }
+    })?;
     let value: hcl::Value = hcl::from_body(body).map_err(|err| syntax(&err))?;
     let deserializer = serde::de::IntoDeserializer::into_deserializer(value);
     serde_path_to_error::deserialize(deserializer).map_err(
@@ -489,6 +498,17 @@ mod tests {
         let err = parse::<Sample>("name = \"café").unwrap_err();
         assert_eq!(err.line(), Some(1), "{err}");
         assert_eq!(Status::from(err).code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn division_by_zero_is_a_config_error() {
+        // Found by the plugin_data fuzz target: hcl-rs debug-asserts finite results.
+        for text in ["t = 2 /0\n", "t = 0 / 0", "t = 1 % 0"] {
+            let err = parse::<hcl::Value>(text).map(|_| ()).err();
+            if let Some(err) = err {
+                assert_eq!(Status::from(err).code(), tonic::Code::InvalidArgument);
+            }
+        }
     }
 
     #[test]
