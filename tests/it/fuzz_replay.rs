@@ -6,8 +6,11 @@ use std::path::Path;
 
 use spire_plugin_tests::workspace_root;
 
+/// A fuzz entry point: raw bytes in, a panic only on a bug.
+type EntryPoint = fn(&[u8]);
+
 /// Every fuzz target and the function it fuzzes.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, EntryPoint)] = &[
     ("handshake_line", spire_plugin_sdk::__fuzz::handshake_line),
     ("plugin_env", spire_plugin_sdk::__fuzz::plugin_env),
     ("hclog_line", spire_plugin_sdk::__fuzz::hclog_line),

@@ -154,9 +154,9 @@ mod tests {
     /// A service that panics where `how` says, else answers a body that panics after one frame.
     #[derive(Clone, Copy)]
     enum Panicky {
-        InCall,
-        InFuture,
-        InBody,
+        Call,
+        Awaited,
+        Streamed,
     }
 
     struct PanickyBody {
@@ -190,9 +190,9 @@ mod tests {
 
         fn call(&mut self, _: http::Request<()>) -> Self::Future {
             match *self {
-                Panicky::InCall => panic!("call exploded"),
-                Panicky::InFuture => Box::pin(async { panic!("{} exploded", "future") }),
-                Panicky::InBody => Box::pin(async {
+                Panicky::Call => panic!("call exploded"),
+                Panicky::Awaited => Box::pin(async { panic!("{} exploded", "future") }),
+                Panicky::Streamed => Box::pin(async {
                     Ok(http::Response::new(Body::new(PanickyBody { sent: false })))
                 }),
             }
@@ -213,8 +213,8 @@ mod tests {
     #[tokio::test]
     async fn panics_before_the_response_become_internal_statuses() {
         for (how, text) in [
-            (Panicky::InCall, "call exploded"),
-            (Panicky::InFuture, "future exploded"),
+            (Panicky::Call, "call exploded"),
+            (Panicky::Awaited, "future exploded"),
         ] {
             let mut service = CatchPanicLayer.layer(how);
             let response = service.call(request()).await.unwrap();
@@ -229,7 +229,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_in_the_body_ends_it_with_internal_trailers() {
-        let mut service = CatchPanicLayer.layer(Panicky::InBody);
+        let mut service = CatchPanicLayer.layer(Panicky::Streamed);
         let mut body = service.call(request()).await.unwrap().into_body();
         let first = frame(&mut body).await.unwrap().unwrap();
         assert_eq!(first.into_data().unwrap(), "first");
