@@ -253,10 +253,9 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
         .map(|index| index + 1)
 }
 
+/// HCL's own identifier rule (Unicode ID_Start/ID_Continue, `_`, `-`), from hcl-rs.
 fn is_identifier(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
-        && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    hcl::Identifier::new(text).is_ok()
 }
 
 /// Unquotes HCL v1 style keys (`"foo" = …`, `"foo" {`, `"foo" "label" {`) that are plain identifiers and start a
@@ -498,6 +497,14 @@ mod tests {
         let err = parse::<Sample>("name = \"café").unwrap_err();
         assert_eq!(err.line(), Some(1), "{err}");
         assert_eq!(Status::from(err).code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn quoted_keys_with_combining_marks_are_unquoted() {
+        // Found by the declarations fuzz target: U+059B is an identifier char in HCL but not
+        // alphanumeric, so the key stayed quoted and hcl-rs refused it.
+        let value: hcl::Value = parse("\"a\u{59b}_b\" = 1\n").unwrap();
+        assert_eq!(value, hcl::Value::from_iter([("a\u{59b}_b", 1)]));
     }
 
     #[test]
