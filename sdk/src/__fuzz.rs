@@ -213,8 +213,32 @@ pub fn plugin_data(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    check_config_error(text, config::parse::<hcl::Value>(text).err());
-    check_config_error(text, config::parse::<FuzzConfig>(text).err());
+    allowing_caught_panics(|| {
+        check_config_error(text, config::parse::<hcl::Value>(text).err());
+        check_config_error(text, config::parse::<FuzzConfig>(text).err());
+    });
+}
+
+/// Runs `run` so that a panic the SDK itself catches (the decoder guards hcl-rs's evaluation
+/// with `catch_unwind`) is not taken for a crash: libFuzzer's panic hook aborts on every panic,
+/// caught or not. A panic that escapes `run` is re-raised with its original text and place.
+fn allowing_caught_panics(run: impl FnOnce()) {
+    thread_local! {
+        static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    }
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        LAST_PANIC.with(|last| *last.borrow_mut() = Some(info.to_string()));
+    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+    std::panic::set_hook(hook);
+    if outcome.is_err() {
+        let what = LAST_PANIC.with(|last| last.borrow_mut().take());
+        panic!(
+            "{}",
+            what.unwrap_or_else(|| "a panic without a message".to_owned())
+        );
+    }
 }
 
 fn check_config_error(text: &str, err: Option<ConfigError>) {
