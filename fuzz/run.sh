@@ -32,7 +32,7 @@ for target in $targets; do
         done
         continue
     fi
-    grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "$work.log" || true
+    grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$work.log" || true
     grep -E '^#[0-9]+' "$work.log" | tail -n 1
 done
 exit $status
