@@ -57,6 +57,9 @@
 
 #![warn(missing_docs)]
 
+/// Entry points for fuzz targets and corpus replay; not public API.
+#[doc(hidden)]
+pub mod __fuzz;
 pub mod compat;
 mod config;
 mod emit;

@@ -53,6 +53,11 @@ pub mod spire;
 #[doc(hidden)]
 pub mod __codegen;
 
+/// Entry points for fuzz targets and corpus replay; not public API.
+#[cfg(feature = "spire-host")]
+#[doc(hidden)]
+pub mod __fuzz;
+
 /// The tonic version this SDK is built with; use it instead of depending on tonic yourself.
 pub use tonic;
 

@@ -3,7 +3,9 @@
 mod autotls;
 mod compat;
 mod external_crate;
+mod fuzz_replay;
 mod goplugin_matrix;
+mod handler_panics;
 mod host_errors;
 mod host_lifecycle;
 mod host_matrix;

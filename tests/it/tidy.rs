@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use spire_plugin_tests::workspace_root;
 
 /// Directories (relative to the root) whose Rust files are hand-written.
-const SOURCE_DIRS: &[&str] = &["codegen", "sdk", "xtask", "tests", "templates"];
+const SOURCE_DIRS: &[&str] = &["codegen", "sdk", "xtask", "tests", "templates", "fuzz"];
 /// Directories of committed generated Rust.
 const GENERATED_DIRS: &[&str] = &["sdk/src/proto"];
 

@@ -18,6 +18,10 @@ use spire_plugin_sdk::spire::plugin::Plugin;
 use spire_plugin_sdk::spire::plugin::ResultExt;
 use tonic::{Request, Response, Status};
 
+/// The PID whose `Attest` panics, for the tests of handler panics (the host must get
+/// `Internal` naming the panic, and the plugin must keep serving).
+pub const PANIC_PID: i32 = -7;
+
 /// The plugin's own configuration.
 #[derive(Debug, Clone, Deserialize)]
 struct AttestorConfig {
@@ -45,6 +49,9 @@ impl WorkloadAttestor for Attestor {
             .ok_or("no configuration yet")
             .failed_precondition("attesting")?;
         let pid = request.into_inner().pid;
+        if pid == PANIC_PID {
+            panic!("attest was asked to panic (pid {pid})");
+        }
         let mut selector_values = config.selectors.clone();
         selector_values.extend(
             config

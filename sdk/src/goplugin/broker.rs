@@ -226,7 +226,7 @@ impl Broker {
         let incoming = listener.incoming(self.inner.tls.as_ref().map(|t| t.server.clone()));
         let closed = self.inner.closed.clone();
         tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+            let result = super::panic::server()
                 .serve_with_incoming_shutdown(routes.prepare(), incoming, closed.cancelled_owned())
                 .await;
             if let Err(err) = result {

@@ -55,6 +55,8 @@ pub(crate) mod host;
 pub(crate) mod manager;
 #[cfg_attr(not(all(feature = "plugin", feature = "host")), allow(dead_code))]
 pub(crate) mod mux;
+#[cfg_attr(not(all(feature = "plugin", feature = "host")), allow(dead_code))]
+pub(crate) mod panic;
 pub(crate) mod reattach;
 #[cfg(feature = "plugin")]
 pub(crate) mod server;

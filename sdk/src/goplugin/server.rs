@@ -331,7 +331,7 @@ impl PluginServer {
             None => (listener.incoming(main_tls), None),
         };
         let stopping = shutdown.clone();
-        let server = tonic::transport::Server::builder().serve_with_incoming_shutdown(
+        let server = super::panic::server().serve_with_incoming_shutdown(
             routes.routes().prepare(),
             incoming,
             stopping.cancelled_owned(),

@@ -241,7 +241,7 @@ pub async fn serve(plugin: Plugin, options: Options) -> Result<InProcess, Catalo
     }
     let stop = CancellationToken::new();
     let server = tokio::spawn(
-        tonic::transport::Server::builder().serve_with_incoming_shutdown(
+        crate::goplugin::panic::server().serve_with_incoming_shutdown(
             routes.routes().prepare(),
             listener.incoming(None),
             stop.clone().cancelled_owned(),

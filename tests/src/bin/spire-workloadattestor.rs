@@ -9,7 +9,8 @@
 //! pids { "42" = ["special:yes"] }  # extra selectors by PID (optional)
 //! ```
 //!
-//! `Attest(pid)` answers the selectors, then the PID's extra selectors, then `pid:<pid>`.
+//! `Attest(pid)` answers the selectors, then the PID's extra selectors, then `pid:<pid>`;
+//! `Attest(-7)` panics (see `workload_attestor::PANIC_PID`).
 
 #[tokio::main]
 async fn main() {

@@ -263,6 +263,12 @@ fn print_expr(expr: &hcl::Expression) -> String {
     expr.format_string(&mut formatter).unwrap_or_default()
 }
 
+/// `text` as a quoted HCL string, escaped by hcl-rs's printer (a label or key may hold quotes,
+/// backslashes, newlines or `${`, which must not be written raw).
+fn quoted(text: &str) -> String {
+    print_expr(&hcl::Expression::String(text.to_owned()))
+}
+
 fn indent(level: usize) -> String {
     "\t".repeat(level)
 }
@@ -334,7 +340,8 @@ fn print_body_at(body: &hcl::Body, level: usize) -> String {
             hcl::Structure::Block(block) => {
                 let mut head = format!("{}\"{}\"", indent(level), block.identifier());
                 for label in block.labels() {
-                    head.push_str(&format!(" \"{}\"", label.as_str()));
+                    head.push(' ');
+                    head.push_str(&quoted(label.as_str()));
                 }
                 let inner = print_body_at(block.body(), level + 1);
                 items.push(Item::Block(if inner.is_empty() {
@@ -353,10 +360,10 @@ fn print_object(object: &hcl::Object<hcl::ObjectKey, hcl::Expression>, level: us
         .iter()
         .map(|(key, value)| {
             let key = match key {
-                hcl::ObjectKey::Identifier(ident) => ident.as_str().to_owned(),
-                hcl::ObjectKey::Expression(hcl::Expression::String(s)) => s.clone(),
-                hcl::ObjectKey::Expression(other) => print_expr(other),
-                _ => String::new(),
+                hcl::ObjectKey::Identifier(ident) => quoted(ident.as_str()),
+                hcl::ObjectKey::Expression(hcl::Expression::String(s)) => quoted(s),
+                hcl::ObjectKey::Expression(other) => quoted(&print_expr(other)),
+                _ => quoted(""),
             };
             let value = match value {
                 hcl::Expression::Object(inner) => {
@@ -368,7 +375,7 @@ fn print_object(object: &hcl::Object<hcl::ObjectKey, hcl::Expression>, level: us
                 }
                 other => print_expr(other),
             };
-            Item::Assign(format!("\"{key}\""), value)
+            Item::Assign(key, value)
         })
         .collect();
     join_items(items, level)
@@ -478,6 +485,22 @@ mod tests {
             decls[0].data,
             PluginData::Inline(
                 "\"a\" = 1\n\"inner\" \"x\" {\n\t\"bb\" = \"c\"\n\t\"d\"  = [1, 2]\n}".into()
+            )
+        );
+    }
+
+    #[test]
+    fn labels_and_keys_are_reprinted_escaped() {
+        // Found by the declarations fuzz target: a label holding a newline or a quote was
+        // printed raw, so the plugin could not parse its own plugin_data.
+        let decls = parse_plugins(
+            "KeyManager \"k\" {\n plugin_data {\n  b \"x\\\"y\\nz\" { c = 1 }\n  o = { \"p\\\"q\" = 2 }\n }\n}",
+        )
+        .unwrap();
+        assert_eq!(
+            decls[0].data,
+            PluginData::Inline(
+                "\"b\" \"x\\\"y\\nz\" {\n\t\"c\" = 1\n}\n\"o\" = {\n\t\"p\\\"q\" = 2\n}".into()
             )
         );
     }

@@ -167,15 +167,24 @@ pub fn parse<T: DeserializeOwned>(hcl: &str) -> Result<T, ConfigError> {
     let body = hcl::parse(&text).map_err(|err| syntax(&err))?;
     // Evaluated first: deserializing an unevaluated body into a `String` field would accept any
     // expression (`x = [1]` becomes the string `${[1]}`). There are no variables or functions.
-    let body =
-        hcl::eval::Evaluate::evaluate(&body, &hcl::eval::Context::new()).map_err(|errs| {
-            let message = errs.to_string();
-            ConfigError::Key {
-                key: None,
-                line: None,
-                message,
-            }
-        })?;
+    // hcl-rs's arithmetic asserts (in builds with debug assertions) that results are finite,
+    // so `t = 2 / 0` would panic the handler; such a panic is the text's fault, reported as one.
+    let evaluated = std::panic::catch_unwind(|| {
+        hcl::eval::Evaluate::evaluate(&body, &hcl::eval::Context::new())
+    })
+    .map_err(|_| ConfigError::Key {
+        key: None,
+        line: None,
+        message: "evaluating an expression failed (a division by zero?)".to_owned(),
+    })?;
+    let body = evaluated.map_err(|errs| {
+        let message = errs.to_string();
+        ConfigError::Key {
+            key: None,
+            line: None,
+            message,
+        }
+    })?;
     let value: hcl::Value = hcl::from_body(body).map_err(|err| syntax(&err))?;
     let deserializer = serde::de::IntoDeserializer::into_deserializer(value);
     serde_path_to_error::deserialize(deserializer).map_err(
@@ -244,13 +253,12 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
         .map(|index| index + 1)
 }
 
+/// HCL's own identifier rule (Unicode ID_Start/ID_Continue, `_`, `-`), from hcl-rs.
 fn is_identifier(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
-        && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    hcl::Identifier::new(text).is_ok()
 }
 
-/// Unquotes HCL v1 style keys (`"foo" = …`, `"foo" {`) that are plain identifiers and start a
+/// Unquotes HCL v1 style keys (`"foo" = …`, `"foo" {`, `"foo" "label" {`) that are plain identifiers and start a
 /// line, or follow `{` or `,`. Strings, comments and everything else are left as they are.
 fn unquote_keys(input: &str) -> Cow<'_, str> {
     let bytes = input.as_bytes();
@@ -274,16 +282,18 @@ fn unquote_keys(input: &str) -> Cow<'_, str> {
                 i += 1;
             }
             b'"' => {
-                let end = string_end(bytes, i);
-                let content = &input[i + 1..end.saturating_sub(1).max(i + 1)];
-                let after = input[end..].trim_start_matches([' ', '\t']);
-                let is_key =
-                    (after.starts_with('=') && !after.starts_with("==")) || after.starts_with('{');
-                if key_position && is_key && is_identifier(content) {
-                    out.push_str(&input[copied..i]);
-                    out.push_str(content);
-                    copied = end;
-                    changed = true;
+                let (end, closed) = string_end(bytes, i);
+                // Only a closed string can be a key; an unclosed one is left for hcl-rs to
+                // report. `i + 1` and `end - 1` are next to ASCII quotes, so both are char
+                // boundaries.
+                if closed && key_position {
+                    let content = &input[i + 1..end - 1];
+                    if is_identifier(content) && starts_key_value(bytes, end) {
+                        out.push_str(&input[copied..i]);
+                        out.push_str(content);
+                        copied = end;
+                        changed = true;
+                    }
                 }
                 key_position = false;
                 i = end;
@@ -301,6 +311,25 @@ fn unquote_keys(input: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Whether what follows a string ending at `from` makes it a key: `=` (not `==`), or `{`
+/// after any number of quoted labels (`"labels" "team" {`, the v1 printer's labelled block).
+fn starts_key_value(bytes: &[u8], mut from: usize) -> bool {
+    loop {
+        while matches!(bytes.get(from), Some(b' ' | b'\t')) {
+            from += 1;
+        }
+        match bytes.get(from) {
+            Some(b'=') => return bytes.get(from + 1) != Some(&b'='),
+            Some(b'{') => return true,
+            Some(b'"') => match string_end(bytes, from) {
+                (end, true) => from = end,
+                (_, false) => return false,
+            },
+            _ => return false,
+        }
+    }
+}
+
 fn skip_to_newline(bytes: &[u8], from: usize) -> usize {
     bytes[from..]
         .iter()
@@ -308,18 +337,23 @@ fn skip_to_newline(bytes: &[u8], from: usize) -> usize {
         .map_or(bytes.len(), |offset| from + offset)
 }
 
-/// The index just past the string starting at `start` (a `"`), honoring `\` escapes.
-fn string_end(bytes: &[u8], start: usize) -> usize {
+/// Where the string starting at `start` (a `"`) ends, honoring `\` escapes: just past its
+/// closing quote (`true`), or, for an unclosed string, at the newline or the end of the text
+/// (`false`). Every index returned is a char boundary: it follows an ASCII `"`, or is the
+/// position of an ASCII `\n`, or the end. (Stepping over an escape may land `i` inside a
+/// multi-byte char, but `i` is only ever compared with ASCII bytes, never used to slice.)
+fn string_end(bytes: &[u8], start: usize) -> (usize, bool) {
     let mut i = start + 1;
     while i < bytes.len() {
         match bytes[i] {
+            b'\\' if bytes.get(i + 1) == Some(&b'\n') => return (i + 1, false),
             b'\\' => i += 2,
-            b'"' => return i + 1,
-            b'\n' => return i,
+            b'"' => return (i + 1, true),
+            b'\n' => return (i, false),
             _ => i += 1,
         }
     }
-    bytes.len()
+    (bytes.len(), false)
 }
 
 #[cfg(test)]
@@ -353,6 +387,26 @@ mod tests {
         assert_eq!(parsed.count, 3);
         assert_eq!(parsed.tags, ["a", "b=c"]);
         assert_eq!(parsed.inner, Some(Inner { level: 2 }));
+    }
+
+    #[test]
+    fn accepts_hcl1_printer_output_of_labelled_blocks() {
+        // Found by the declarations fuzz target's seeds: SPIRE re-prints `labels "team" { … }`
+        // inside plugin_data as `"labels" "team" {`.
+        let value: hcl::Value =
+            parse("\"labels\" \"team\" \"x\" {\n\t\"allow\" = true\n}\n").unwrap();
+        assert_eq!(
+            value,
+            hcl::Value::from_iter([(
+                "labels",
+                hcl::Value::from_iter([(
+                    "team",
+                    hcl::Value::from_iter([("x", hcl::Value::from_iter([("allow", true)]))])
+                )])
+            )])
+        );
+        // A string followed by strings and no `{` is not a key.
+        assert!(parse::<hcl::Value>("\"a\" \"b\"\n").is_err());
     }
 
     #[test]
@@ -427,6 +481,52 @@ mod tests {
             matches!(err, ConfigError::Syntax { line: 2, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn unclosed_string_with_multibyte_text_is_a_syntax_error() {
+        // Found by the plugin_data fuzz target: this used to slice inside 'é' and panic.
+        for text in ["k = \"é", "name = \"café", "\"k\" = \"é\n", "a = 1\n\"é"] {
+            let err = parse::<hcl::Value>(text).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Syntax { .. }),
+                "{text:?}: {err:?}"
+            );
+            assert!(err.line().is_some(), "{text:?}: {err}");
+        }
+        let err = parse::<Sample>("name = \"café").unwrap_err();
+        assert_eq!(err.line(), Some(1), "{err}");
+        assert_eq!(Status::from(err).code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn quoted_keys_with_combining_marks_are_unquoted() {
+        // Found by the declarations fuzz target: U+059B is an identifier char in HCL but not
+        // alphanumeric, so the key stayed quoted and hcl-rs refused it.
+        let value: hcl::Value = parse("\"a\u{59b}_b\" = 1\n").unwrap();
+        assert_eq!(value, hcl::Value::from_iter([("a\u{59b}_b", 1)]));
+    }
+
+    #[test]
+    fn division_by_zero_is_a_config_error() {
+        // Found by the plugin_data fuzz target: hcl-rs debug-asserts finite results.
+        for text in ["t = 2 /0\n", "t = 0 / 0", "t = 1 % 0"] {
+            let err = parse::<hcl::Value>(text).map(|_| ()).err();
+            if let Some(err) = err {
+                assert_eq!(Status::from(err).code(), tonic::Code::InvalidArgument);
+            }
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_multibyte_text_decodes_or_fails_cleanly() {
+        let text = "\"名前\" = \"café ☕\" # ü\n\"inner\" {\n  \"level\" = 2 /* ß */\n}\n\"tags\" = [\"\\é\"]\n";
+        for (end, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            let _ = parse::<hcl::Value>(&text[..end]);
+            let _ = parse::<Sample>(&text[..end]);
+        }
+        let parsed: Sample = parse("\"name\" = \"café\"\n").unwrap();
+        assert_eq!(parsed.name, "café");
     }
 
     #[test]
