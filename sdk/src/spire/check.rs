@@ -554,7 +554,7 @@ async fn validate(
         report.push("validate", Outcome::Skip, "no Config service");
         return true;
     }
-    let mut client = ConfigBridge::client(plugin.plugin_client().channel());
+    let mut client = ConfigBridge::client(plugin.plugin_client().raw_channel());
     let request = ValidateRequest {
         core_configuration: Some(CoreConfiguration {
             trust_domain: options.trust_domain.clone(),
@@ -609,7 +609,7 @@ async fn rpc(
     limit: Duration,
 ) -> bool {
     use crate::proto::spire::plugin::{agent, server};
-    let channel = plugin.plugin_client().channel();
+    let channel = plugin.plugin_client().raw_channel();
     let (what, result): (&str, Result<String, CallError>) = match (side, plugin_type) {
         ("agent", "KeyManager") => {
             let mut client = agent::keymanager::v1::KeyManagerBridge::client(channel);

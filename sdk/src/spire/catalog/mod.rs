@@ -319,10 +319,11 @@ pub async fn load(
     };
     let cmd = std::path::absolute(&decl.cmd).unwrap_or_else(|_| decl.cmd.clone());
     let mut config = ClientConfig::new(handshake, [1], cmd);
-    config.args = decl.args.iter().map(Into::into).collect();
-    config.checksum = checksum;
-    config.auto_mtls = false;
-    config.start_timeout = options.start_timeout;
+    config
+        .args(&decl.args)
+        .checksum(checksum)
+        .auto_mtls(false)
+        .start_timeout(options.start_timeout);
     let client = PluginClient::start(config)
         .await
         .map_err(|source| CatalogError::Launch {
@@ -393,7 +394,7 @@ impl LoadedPlugin {
                 name: self.name.clone(),
                 message: err.to_string(),
             })?;
-        let mut init = InitBridge::client(client.channel());
+        let mut init = InitBridge::client(client.raw_channel());
         let response = call_with_timeout(
             self.options.call_timeout,
             init.init(InitRequest {
@@ -451,7 +452,7 @@ impl LoadedPlugin {
             });
         }
         let hash = data_hash(&data);
-        let mut config = ConfigBridge::client(self.go_plugin().channel());
+        let mut config = ConfigBridge::client(self.go_plugin().raw_channel());
         let request = ConfigureRequest {
             core_configuration: Some(CoreConfiguration {
                 trust_domain: self.options.trust_domain.clone(),
@@ -521,7 +522,7 @@ impl LoadedPlugin {
                 service: B::INFO.full_name,
             });
         }
-        Ok(B::client(self.go_plugin().channel()))
+        Ok(B::client(self.go_plugin().raw_channel()))
     }
 
     /// Unloads as SPIRE does: `Deinit` with the deinit timeout (`Unimplemented` tolerated,
@@ -532,7 +533,7 @@ impl LoadedPlugin {
             .client
             .take()
             .expect("plugin client present until unload");
-        let mut init = InitBridge::client(client.channel());
+        let mut init = InitBridge::client(client.raw_channel());
         let deinit = match call_with_timeout(
             self.options.deinit_timeout,
             init.deinit(DeinitRequest {}),
