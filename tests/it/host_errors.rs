@@ -6,8 +6,6 @@
 //! directory is empty, and (in a process of its own, so that other tests' descriptors do not
 //! count) the test process's open file descriptors do not grow across a batch of failures.
 
-use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,12 +15,11 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
-use spire_plugin_sdk::bridge::ClientBridge;
 use spire_plugin_sdk::goplugin::HandshakeError;
-use spire_plugin_sdk::goplugin::{ClientConfig, PluginClient, StartError};
-use spire_plugin_tests::interop::interop::v1::EchoBridge;
+use spire_plugin_sdk::goplugin::{ClientConfig, ExitCause, PluginClient, PluginExited, StartError};
+use spire_plugin_tests::interop::interop::v1::echo_client::EchoClient;
 use spire_plugin_tests::interop_handshake;
-use tonic::Code;
+use tonic::{Code, Status};
 
 use crate::support::{go_binary, run_with_deadline};
 
@@ -93,13 +90,11 @@ impl Sandbox {
     fn direct(&self, cmd: impl Into<PathBuf>, args: &[&str]) -> ClientConfig {
         let sockets = self.sockets().display().to_string();
         let mut config = ClientConfig::new(interop_handshake(), [1], cmd);
-        config.args = args.iter().map(OsString::from).collect();
-        config.skip_host_env = true;
-        config.env = vec![
-            ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-            ("TMPDIR".to_owned(), sockets.clone()),
-            ("PLUGIN_UNIX_SOCKET_DIR".to_owned(), sockets),
-        ];
+        config.args(args).skip_host_env(true).env([
+            ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
+            ("TMPDIR", sockets.clone()),
+            ("PLUGIN_UNIX_SOCKET_DIR", sockets),
+        ]);
         config
     }
 
@@ -108,11 +103,7 @@ impl Sandbox {
     fn sh(&self, body: &str, args: &[&str]) -> ClientConfig {
         let script = format!("echo $$ > {}; {body}", sh_quote(&self.path("pid")));
         let mut config = self.direct("/bin/sh", &[]);
-        config.args = ["-c", &script, "sh"]
-            .iter()
-            .chain(args)
-            .map(OsString::from)
-            .collect();
+        config.args(["-c", &script, "sh"].iter().chain(args));
         config
     }
 
@@ -215,6 +206,7 @@ fn handshake_parts(err: &StartError) -> (&HandshakeError, &[String], Option<Exit
             source,
             stderr_tail,
             exit,
+            ..
         } => (source, stderr_tail, *exit),
         other => panic!("expected a handshake error, got {other:?}: {other}"),
     }
@@ -278,7 +270,7 @@ async fn non_utf8_first_line() {
 async fn stdout_closed_without_a_line() {
     let sandbox = Sandbox::new();
     let mut config = sandbox.sh("exec sleep 600 >&-", &[]);
-    config.start_timeout = SHORT_START;
+    config.start_timeout(SHORT_START);
     let err = start_err(config).await;
     let (source, tail, exit) = handshake_parts(&err);
     assert_eq!(
@@ -343,7 +335,7 @@ async fn exits_before_handshake() {
 async fn hangs_before_handshake() {
     let sandbox = Sandbox::new();
     let mut config = sandbox.plugin(&["-mode", "hang"]);
-    config.start_timeout = SHORT_START;
+    config.start_timeout(SHORT_START);
     let err = start_err(config).await;
     let (source, tail, exit) = handshake_parts(&err);
     assert_eq!(source, &HandshakeError::StartTimeout);
@@ -357,7 +349,7 @@ async fn hangs_before_handshake() {
 async fn no_common_version() {
     let sandbox = Sandbox::new();
     let mut config = sandbox.plugin(&["-versions", "1"]);
-    config.versions = BTreeSet::from([7]);
+    config.versions([7]);
     let err = start_err(config).await;
     let (source, tail, exit) = handshake_parts(&err);
     let head = "incompatible API version with plugin. Plugin version: 1, Client versions: [7]";
@@ -378,7 +370,7 @@ async fn no_common_version() {
 async fn checksums() {
     let sandbox = Sandbox::new();
     let mut config = sandbox.plugin(&[]);
-    config.checksum = Some(sha256(b"not the plugin"));
+    config.checksum(Some(sha256(b"not the plugin")));
     let err = start_err(config).await;
     assert!(matches!(err, StartError::ChecksumMismatch), "{err:?}");
     assert_eq!(err.to_string(), "checksums did not match");
@@ -386,7 +378,7 @@ async fn checksums() {
 
     let missing = sandbox.path("no-such-plugin");
     let mut config = sandbox.direct(&missing, &[]);
-    config.checksum = Some(sha256(b""));
+    config.checksum(Some(sha256(b"")));
     let err = start_err(config).await;
     assert_eq!(
         err.to_string(),
@@ -399,7 +391,9 @@ async fn checksums() {
 
     let binary = goplugin();
     let mut config = sandbox.direct(&binary, &[]);
-    config.checksum = Some(sha256(&std::fs::read(&binary).expect("reading the plugin")));
+    config.checksum(Some(sha256(
+        &std::fs::read(&binary).expect("reading the plugin"),
+    )));
     let client = start_ok(config).await;
     let pid = client.pid().expect("a launched plugin has a PID");
     within("ping", client.ping())
@@ -417,16 +411,15 @@ async fn dies_mid_call() {
     let sandbox = Sandbox::new();
     let client = start_ok(sandbox.plugin(&[])).await;
     assert_eq!(client.pid(), sandbox.pid(), "exec keeps the script's PID");
-    let mut echo = EchoBridge::client(client.channel());
+    let mut echo = EchoClient::new(client.channel());
     within("Echo.Say", echo.say("before".to_owned()))
         .await
         .expect("the plugin answers before it crashes");
 
+    // The call in flight fails as soon as the process is reaped, explained by the channel.
     let failed = within("Echo.Crash", echo.crash(()))
         .await
         .expect_err("Crash exits the plugin instead of answering");
-    // `explain` allows a little time for the exit to be noticed; waiting for it first keeps
-    // this check independent of how loaded the machine is.
     let exit = within("the plugin's exit", client.wait()).await;
     assert_eq!(exit.status.and_then(|s| s.code()), Some(3), "{exit}");
     assert!(
@@ -434,13 +427,24 @@ async fn dies_mid_call() {
             .starts_with("plugin process exited (exit status: 3)"),
         "{exit}"
     );
-    let explained = client.explain(failed.clone()).await;
+    assert_eq!(failed.code(), Code::Unavailable, "{failed:?}");
+    assert!(
+        failed
+            .message()
+            .starts_with(&format!("plugin \"sh\" crashed: {exit}")),
+        "{failed:?}"
+    );
+    let exited = PluginExited::from_status(&failed).expect("a PluginExited source");
+    assert_eq!((exited.exit(), exited.cause()), (&exit, ExitCause::Crashed));
+    // `explain` (for statuses from elsewhere) says the same.
+    let explained = client.explain(Status::unknown("transport error")).await;
     assert_eq!(explained.code(), Code::Unavailable, "{explained:?}");
     assert_eq!(
         explained.message(),
-        format!("{exit} (call failed: {})", failed.message())
+        format!("plugin \"sh\" crashed: {exit} (call failed: transport error)")
     );
 
+    // Later calls fail at once, without touching the connection.
     for attempt in 0..3 {
         let later = within(
             "a call after the crash",
@@ -448,12 +452,8 @@ async fn dies_mid_call() {
         )
         .await
         .expect_err("the plugin is gone");
-        let explained = client.explain(later.clone()).await;
-        assert_eq!(explained.code(), Code::Unavailable, "{explained:?}");
-        assert_eq!(
-            explained.message(),
-            format!("{exit} (call failed: {})", later.message())
-        );
+        assert_eq!(later.code(), Code::Unavailable, "{later:?}");
+        assert_eq!(later.message(), format!("plugin \"sh\" crashed: {exit}"));
     }
 
     assert_eq!(client.exited(), Some(exit.clone()));
@@ -507,7 +507,9 @@ async fn spawn_failures() {
 async fn wrong_cookie() {
     let sandbox = Sandbox::new();
     let mut config = sandbox.plugin(&[]);
-    config.handshake.magic_cookie_value = "not-the-interop-cookie".to_owned();
+    let mut handshake = interop_handshake();
+    handshake.magic_cookie_value = "not-the-interop-cookie".to_owned();
+    config.handshake(handshake);
     let err = start_err(config).await;
     let (source, tail, exit) = handshake_parts(&err);
     assert_eq!(source, &HandshakeError::ExitedBeforeHandshake);
@@ -707,4 +709,274 @@ fn file_descriptors_do_not_grow_across_failures() {
         "the batch failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Socket directories, start failures, kill and dead plugins
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh, empty directory whose path is exactly `len` bytes, under `/tmp` (not the test's
+/// TMPDIR, which may be long itself); removed when dropped.
+struct SizedDir {
+    _base: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl SizedDir {
+    fn new(len: usize) -> SizedDir {
+        let base = tempfile::Builder::new()
+            .prefix("sz")
+            .tempdir_in("/tmp")
+            .expect("a dir in /tmp");
+        let used = base.path().as_os_str().len() + 1;
+        let path = base.path().join("d".repeat(len - used));
+        std::fs::create_dir(&path).expect("creating the sized dir");
+        assert_eq!(path.as_os_str().len(), len);
+        SizedDir { _base: base, path }
+    }
+}
+
+/// A config for `cmd` whose plugin sees only `PATH` and `TMPDIR=dir` (no
+/// `PLUGIN_UNIX_SOCKET_DIR`): it binds its socket in its TMPDIR, as a go-plugin host leaves it to.
+fn in_tmpdir(cmd: impl Into<PathBuf>, dir: &Path) -> ClientConfig {
+    let mut config = ClientConfig::new(interop_handshake(), [1], cmd);
+    config.skip_host_env(true).env([
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ("TMPDIR", dir.display().to_string()),
+    ]);
+    config
+}
+
+/// go-plugin's own host lets a Go plugin bind straight in an 80-byte TMPDIR (the socket path is
+/// at most 97 bytes); ours must too, and must leave nothing there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_plugin_starts_under_an_80_byte_tmpdir() {
+    let dir = SizedDir::new(80);
+    let client = start_ok(in_tmpdir(goplugin(), &dir.path)).await;
+    let socket = PathBuf::from(&client.handshake().address);
+    assert_eq!(socket.parent(), Some(dir.path.as_path()), "{socket:?}");
+    let answer = within(
+        "Echo.Say",
+        EchoClient::new(client.channel()).say("80".to_owned()),
+    )
+    .await
+    .expect("the plugin answers");
+    assert_eq!(answer.into_inner(), "echo: 80");
+    let exit = within("kill", client.kill()).await;
+    assert!(exit.status.is_some_and(|s| s.success()), "{exit}");
+    assert_eq!(entries(&dir.path), Vec::<String>::new());
+}
+
+/// A socket directory too long for any socket in it: the Go plugin fails in bind; the start
+/// error keeps its hclog fields (the bind error) and says why (the directory, its length, the
+/// limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_too_long_socket_dir_fails_with_the_reason() {
+    let dir = SizedDir::new(100);
+    let err = start_err(in_tmpdir(goplugin(), &dir.path)).await;
+    let (source, tail, _) = handshake_parts(&err);
+    assert_eq!(source, &HandshakeError::ExitedBeforeHandshake, "{err}");
+    let bind = tail
+        .iter()
+        .find(|line| line.starts_with("plugin init error"))
+        .unwrap_or_else(|| panic!("no init error in the tail: {tail:?}"));
+    assert!(
+        bind.contains(&format!(
+            "error=\"listen unix {}/plugin",
+            dir.path.display()
+        )) && bind.ends_with(": bind: invalid argument\""),
+        "the hclog fields are lost: {bind:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "the plugin's unix socket directory {} is 100 bytes long",
+            dir.path.display()
+        )) && text.contains("over the 107-byte limit of a unix socket path"),
+        "{text}"
+    );
+    let StartError::Handshake { socket_dir, .. } = &err else {
+        unreachable!("checked above")
+    };
+    let too_long = socket_dir.as_ref().expect("the socket dir diagnosis");
+    assert_eq!(
+        (&too_long.dir, too_long.len, too_long.limit),
+        (&dir.path, 100, 107)
+    );
+
+    // Our Rust plugin says the same in its own words.
+    let err = start_err(in_tmpdir(env!("CARGO_BIN_EXE_interop-plugin"), &dir.path)).await;
+    let (_, tail, _) = handshake_parts(&err);
+    assert!(
+        tail.iter().any(|line| line.contains(&format!(
+            "couldn't bind plugin unix socket: unix socket path {}/plugin",
+            dir.path.display()
+        )) && line.contains("bytes long, over the 107-byte limit")),
+        "{tail:?}"
+    );
+    assert_eq!(entries(&dir.path), Vec::<String>::new());
+}
+
+/// Collects the plugin's parsed log messages.
+#[derive(Clone, Default)]
+struct Messages(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl spire_plugin_sdk::goplugin::hclog::LogSink for Messages {
+    fn log(&mut self, entry: spire_plugin_sdk::goplugin::hclog::LogEntry) {
+        self.0.lock().expect("log lock").push(entry.message);
+    }
+}
+
+/// `kill` closes the host's connection after Shutdown (as go-plugin's does), channel clones and
+/// open streams included, so our plugin's graceful stop finishes at once instead of waiting its
+/// grace out for the host's stdio stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_closes_the_hosts_connection_so_the_plugin_need_not_wait_out_its_grace() {
+    let sandbox = Sandbox::new();
+    let logs = Messages::default();
+    let mut config = sandbox.direct(env!("CARGO_BIN_EXE_interop-plugin"), &[]);
+    config.log_sink(logs.clone());
+    let client = start_ok(config).await;
+    let held = client.channel();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(held.clone());
+    let mut watch = within(
+        "Health.Watch",
+        health.watch(tonic_health::pb::HealthCheckRequest {
+            service: "plugin".to_owned(),
+        }),
+    )
+    .await
+    .expect("watch")
+    .into_inner();
+    within("the first health message", watch.message())
+        .await
+        .expect("first health message");
+
+    let exit = within("kill", client.kill()).await;
+    assert!(exit.status.is_some_and(|s| s.success()), "{exit}");
+    let messages = logs.0.lock().expect("log lock").clone();
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m.contains("shutdown grace ran out")),
+        "the plugin had to wait out its grace: {messages:?}"
+    );
+    // The stream and the held clone end with the connection; a call names the stop.
+    match within("the watch stream", watch.message()).await {
+        Ok(None) => {}
+        Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        Ok(Some(message)) => panic!("a health message after kill: {message:?}"),
+    }
+    let later = within(
+        "a call after kill",
+        EchoClient::new(held).say("x".to_owned()),
+    )
+    .await
+    .expect_err("the plugin is gone");
+    assert_eq!(later.code(), Code::Unavailable, "{later:?}");
+    assert!(
+        later
+            .message()
+            .starts_with("plugin \"interop-plugin\" was stopped by the host"),
+        "{later:?}"
+    );
+}
+
+/// A plugin killed by someone else (SIGKILL): the call in flight, a stream open at the time,
+/// and every later call through `PluginClient::channel` fail with `Unavailable` naming the
+/// signal, for a Go and a Rust plugin alike (tonic alone says `Unknown: transport error`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_call_and_after_is_unavailable_with_the_exit_status() {
+    for (label, cmd) in [
+        ("goplugin", goplugin()),
+        (
+            "interop-plugin",
+            PathBuf::from(env!("CARGO_BIN_EXE_interop-plugin")),
+        ),
+    ] {
+        let sandbox = Sandbox::new();
+        let client = start_ok(sandbox.direct(&cmd, &[])).await;
+        let pid = client.pid().expect("a pid");
+        let mut health = tonic_health::pb::health_client::HealthClient::new(client.channel());
+        let mut watch = within(
+            "Health.Watch",
+            health.watch(tonic_health::pb::HealthCheckRequest {
+                service: "plugin".to_owned(),
+            }),
+        )
+        .await
+        .expect("watch")
+        .into_inner();
+        within("the first health message", watch.message())
+            .await
+            .expect("first health message");
+        // A unary call in flight: dialing a broker ID nobody accepts waits (for seconds).
+        let mut echo = EchoClient::new(client.channel());
+        let in_flight = tokio::spawn({
+            let mut echo = echo.clone();
+            async move { echo.call_back(4_000_000).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("SIGKILL");
+
+        let expect_killed = |what: &str, status: &Status| {
+            assert_eq!(
+                status.code(),
+                Code::Unavailable,
+                "{label} {what}: {status:?}"
+            );
+            assert!(
+                status.message().starts_with(&format!(
+                    "plugin {label:?} crashed: plugin process exited (signal: 9 (SIGKILL))"
+                )),
+                "{label} {what}: {status:?}"
+            );
+            let exited = PluginExited::from_status(status).expect("a PluginExited source");
+            assert_eq!(exited.cause(), ExitCause::Crashed);
+        };
+        let status = within("the call in flight", in_flight)
+            .await
+            .expect("the call's task")
+            .expect_err("the plugin died");
+        expect_killed("in flight", &status);
+        let status = within("the open stream", watch.message())
+            .await
+            .expect_err("the plugin died");
+        expect_killed("stream", &status);
+        for attempt in 0..2 {
+            let status = within("a later call", echo.say(format!("after {attempt}")))
+                .await
+                .expect_err("the plugin is gone");
+            expect_killed("later", &status);
+        }
+        within("kill", client.kill()).await;
+        assert_eq!(sandbox.socket_entries(), Vec::<String>::new(), "{label}");
+    }
+}
+
+/// `cmd` follows go-plugin's `exec.Command`: a name without `/` is looked up in `PATH`, so the
+/// usual `sh -c "<command line>"` works; a name found nowhere is reported as given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmd_is_looked_up_in_path_and_sh_c_runs_a_command_line() {
+    let sandbox = Sandbox::new();
+    let line = format!("exec {} -versions 1", sh_quote(&goplugin()));
+    let mut config = sandbox.direct("sh", &[]);
+    config.args(["-c", &line]);
+    let client = start_ok(config).await;
+    let answer = within(
+        "Echo.Say",
+        EchoClient::new(client.channel()).say("sh".to_owned()),
+    )
+    .await
+    .expect("the plugin answers");
+    assert_eq!(answer.into_inner(), "echo: sh");
+    let exit = within("kill", client.kill()).await;
+    assert!(exit.status.is_some_and(|s| s.success()), "{exit}");
+
+    let err = start_err(sandbox.direct("no-such-plugin-in-path", &[])).await;
+    assert_eq!(
+        err.to_string(),
+        "error starting plugin no-such-plugin-in-path: No such file or directory (os error 2)"
+    );
+    sandbox.assert_nothing_ran();
 }

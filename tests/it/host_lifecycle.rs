@@ -53,7 +53,7 @@ impl Fixture {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         PluginSpec::new(move || {
             let mut config = config(&binary, &dir);
-            config.args = args.iter().map(Into::into).collect();
+            config.args(&args);
             config
         })
     }
@@ -68,8 +68,7 @@ impl Fixture {
     /// Our live (or unreaped) children started with this fixture's directory (zombies have no
     /// readable environment; `is_our_child` covers those for known pids).
     fn children(&self) -> Vec<u32> {
-        // The host gives each plugin a private `plugin-dir…` inside PLUGIN_UNIX_SOCKET_DIR;
-        // TMPDIR is passed on as is.
+        // Both PLUGIN_UNIX_SOCKET_DIR and TMPDIR are passed on as given.
         let marker = format!("TMPDIR={}", self.dir().display());
         children_of_self()
             .into_keys()
@@ -96,12 +95,13 @@ impl Fixture {
 fn config(binary: &Path, dir: &Path) -> ClientConfig {
     let mut config = ClientConfig::new(interop_handshake(), [1], binary);
     let dir_text = dir.display().to_string();
-    config.skip_host_env = true;
-    config.env = vec![
-        ("PLUGIN_UNIX_SOCKET_DIR".to_owned(), dir_text.clone()),
-        ("TMPDIR".to_owned(), dir_text),
-    ];
-    config.unix_socket_dir = Some(dir.to_path_buf());
+    config
+        .skip_host_env(true)
+        .env([
+            ("PLUGIN_UNIX_SOCKET_DIR", dir_text.clone()),
+            ("TMPDIR", dir_text),
+        ])
+        .unix_socket_dir(dir);
     config
 }
 
@@ -236,7 +236,7 @@ async fn a_failed_start_reaches_every_waiter_and_is_retried() {
             let mut config = config(&binary, &dir);
             if broken.load(Ordering::SeqCst) {
                 // Exits with status 2 before the handshake.
-                config.args = vec!["-mode".into(), "exit".into()];
+                config.args(["-mode", "exit"]);
             }
             config
         })
@@ -288,8 +288,10 @@ fn assert_crash_status(status: &tonic::Status, marker: &str) {
     assert_eq!(exited.cause(), ExitCause::Crashed);
     assert_eq!(exited.name(), "echo");
     assert_eq!(exited.exit().status.and_then(|s| s.code()), Some(3));
+    // The tail keeps the hclog line's fields after the message.
+    let line = format!("{marker} answer=42 plugin_side=go");
     assert!(
-        exited.exit().stderr_tail.iter().any(|line| line == marker),
+        exited.exit().stderr_tail.contains(&line),
         "{:?}",
         exited.exit().stderr_tail
     );

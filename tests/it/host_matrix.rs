@@ -8,10 +8,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spire_plugin_sdk::bridge::ClientBridge;
+use spire_plugin_sdk::bridge::{ClientBridge, MAX_MESSAGE_SIZE};
 use spire_plugin_sdk::goplugin::hclog::{Level, LogEntry, LogSink};
 use spire_plugin_sdk::goplugin::{ClientConfig, PluginClient};
 use spire_plugin_tests::interop::interop::v1::EchoBridge;
+use spire_plugin_tests::interop::interop::v1::echo_client::EchoClient;
 use spire_plugin_tests::{Responder, interop_handshake};
 use tonic::service::RoutesBuilder;
 
@@ -87,13 +88,13 @@ impl Plugin {
         match self {
             Plugin::Go => {
                 let mut config = ClientConfig::new(handshake, versions, go_binary("goplugin"));
-                config.args = vec!["-versions".into(), plugin_versions.into()];
+                config.args(["-versions", plugin_versions]);
                 config
             }
             Plugin::RustTcp => {
                 let mut config =
                     ClientConfig::new(handshake, versions, env!("CARGO_BIN_EXE_interop-plugin"));
-                config.args = vec!["--versions".into(), plugin_versions.into(), "--tcp".into()];
+                config.args(["--versions", plugin_versions, "--tcp"]);
                 config
             }
         }
@@ -120,11 +121,12 @@ async fn run_cell(
     let stderr = Captured::default();
     let logs = Logs::default();
     let mut config = plugin.config(host_versions, plugin_versions);
-    config.auto_mtls = auto_mtls;
-    config.multiplex = multiplex;
-    config.sync_stdout = Some(Box::new(stdout.clone()));
-    config.sync_stderr = Some(Box::new(stderr.clone()));
-    config.log_sink = Some(Box::new(logs.clone()));
+    config
+        .auto_mtls(auto_mtls)
+        .multiplex(multiplex)
+        .sync_stdout(stdout.clone())
+        .sync_stderr(stderr.clone())
+        .log_sink(logs.clone());
     let client = PluginClient::start(config)
         .await
         .map_err(|e| format!("start: {e}"))?;
@@ -155,7 +157,7 @@ async fn run_cell(
         },
     );
     check("ping", client.ping().await.map_err(|s| s.to_string()));
-    let mut echo = EchoBridge::client(client.channel());
+    let mut echo = EchoClient::new(client.channel()).max_decoding_message_size(MAX_MESSAGE_SIZE);
     check(
         "call",
         match echo.say("hello".to_owned()).await {

@@ -6,10 +6,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use spire_plugin_sdk::bridge::ClientBridge;
 use spire_plugin_sdk::goplugin::ReattachConfig;
 use spire_plugin_sdk::goplugin::{AttachOptions, ClientConfig, PluginClient, StartError};
-use spire_plugin_tests::interop::interop::v1::EchoBridge;
+use spire_plugin_tests::interop::interop::v1::echo_client::EchoClient;
 use spire_plugin_tests::interop_handshake;
 
 /// The interop plugin in debug mode, in a clean environment with its own socket directory.
@@ -62,7 +61,7 @@ impl Drop for DebugPlugin {
 }
 
 async fn say(client: &PluginClient) -> String {
-    EchoBridge::client(client.channel())
+    EchoClient::new(client.channel())
         .say("reattached".to_owned())
         .await
         .expect("Say over the attached connection")
@@ -151,7 +150,7 @@ async fn a_launched_plugin_can_be_attached_by_a_second_host() {
         [1],
         env!("CARGO_BIN_EXE_interop-plugin"),
     );
-    config.env = vec![("TMPDIR".to_owned(), dir.path().display().to_string())];
+    config.env([("TMPDIR", dir.path().display().to_string())]);
     let owner = PluginClient::start(config)
         .await
         .expect("launching the plugin");

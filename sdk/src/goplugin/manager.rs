@@ -17,22 +17,13 @@
 //! - **Ownership.** [`PluginClient::kill`] consumes the client, so one *supervisor task* per
 //!   process owns the [`PluginClient`]; it waits for either the process to exit (a crash) or
 //!   the manager to ask for a stop (then it runs go-plugin's `Kill`: Shutdown, grace period,
-//!   SIGKILL). Either way it publishes a [`PluginExited`] to every [`PluginHandle`] of that
-//!   process. After any exit it removes the plugin's unix socket if the plugin left it behind
-//!   (a crashed or SIGKILLed plugin cannot clean up; the path was unique to that process).
-//! - **Fail fast as a tower layer.** [`PluginHandle::channel`] returns a [`PluginChannel`], a
-//!   [`Service`] over the plugin's [`Channel`] that every generated tonic client accepts
-//!   (`EchoClient::new(handle.channel())`). Once the process is known to have exited, a call
-//!   fails at once with `Unavailable` without touching the connection. A call in flight races
-//!   the exit notification, so it fails as soon as the process is reaped rather than whenever
-//!   the transport notices. A *transport* failure (the service erroring, or the response body
-//!   breaking) waits up to 500 ms for the exit notification and then carries it; a status the
-//!   plugin itself sent (including Go's `Unknown` for plain errors) passes through untouched,
-//!   so healthy plugins pay nothing. A layer was chosen over a `check()`-then-call discipline
-//!   because it covers every call of every typed client without the caller remembering to, and
-//!   because it can tell transport failures from application statuses, which
-//!   [`PluginClient::explain`] cannot. [`PluginHandle::check`] and [`PluginHandle::explain`]
-//!   remain for code that holds the raw channel.
+//!   SIGKILL). The client itself publishes how the process ended (a [`PluginExited`], named
+//!   after the registered plugin) and removes the unix socket a crashed plugin left behind.
+//! - **Fail fast: the client's channel.** [`PluginHandle::channel`] is the client's own
+//!   [`PluginChannel`] ([`PluginClient::channel`]), a [`Service`] every generated tonic client
+//!   accepts (`EchoClient::new(handle.channel())`): calls fail with `Unavailable` and the exit
+//!   info once the process is gone, including calls in flight when it dies. The rules live in
+//!   the host module, once; [`PluginHandle::check`] and [`PluginHandle::explain`] use them too.
 //! - **Typed exit info.** The failing status's [`source`](std::error::Error::source) is a
 //!   [`PluginExited`]; [`PluginExited::from_status`] gets it back, with the [`ExitInfo`].
 //! - **Restarts.** With [`RestartPolicy::OnCrash`], a `get` after a crash starts a new process
@@ -47,32 +38,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use http_body::{Frame, SizeHint};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
-use tonic::body::Body;
-use tonic::codegen::http;
-use tonic::codegen::{Bytes, Service};
+#[cfg(doc)]
+use tonic::codegen::Service;
 use tonic::transport::Channel;
 
 use super::broker::Broker;
-use super::handshake::{HandshakeLine, Network};
-use super::host::{ClientConfig, ExitInfo, PluginClient, StartError};
-
-/// How long a transport failure waits for the exit notification before it is reported as is
-/// (the supervisor publishes the exit after reaping the process and reading its last stderr).
-const EXIT_RACE: Duration = Duration::from_millis(500);
-
-/// The error type of [`PluginChannel`]'s [`Service`] impl; tonic turns a boxed [`Status`] back
-/// into that status.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::handshake::HandshakeLine;
+use super::host::{ClientConfig, ExitInfo, ExitWatch, PluginClient, StartError};
+pub use super::host::{ExitCause, PluginChannel, PluginExited};
 
 /// Builds a fresh [`ClientConfig`] for each start ([`ClientConfig`] owns its sinks, so it is
 /// made anew rather than cloned).
@@ -98,6 +77,7 @@ pub enum RestartPolicy {
 
 /// How to run one named plugin: the config factory and the restart policy.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct PluginSpec {
     factory: ConfigFactory,
     restart: RestartPolicy,
@@ -155,72 +135,6 @@ impl PluginSpec {
         self
     }
 }
-
-/// Why a managed plugin process is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCause {
-    /// It exited without being asked to.
-    Crashed,
-    /// The manager stopped it ([`unload`](PluginManager::unload), [`close`](PluginManager::close)
-    /// or drop).
-    Stopped,
-}
-
-/// A managed plugin process has exited: which plugin, why, and how ([`ExitInfo`]: the exit
-/// status and the last stderr lines). The [`source`](std::error::Error::source) of the status a
-/// failed call returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginExited {
-    name: String,
-    cause: ExitCause,
-    exit: ExitInfo,
-}
-
-impl PluginExited {
-    /// The plugin's registered name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Crashed or stopped.
-    pub fn cause(&self) -> ExitCause {
-        self.cause
-    }
-
-    /// The exit status and the last stderr lines.
-    pub fn exit(&self) -> &ExitInfo {
-        &self.exit
-    }
-
-    /// The exit info carried by a status this module made, if `status` is one.
-    pub fn from_status(status: &Status) -> Option<&PluginExited> {
-        std::error::Error::source(status)?.downcast_ref::<PluginExited>()
-    }
-
-    /// `Unavailable`, saying what happened, with `self` as the source; `call_error` is the
-    /// transport's own message, if there was one.
-    fn to_status(&self, call_error: Option<&str>) -> Status {
-        let mut message = self.to_string();
-        if let Some(call_error) = call_error {
-            message.push_str(&format!(" (call failed: {call_error})"));
-        }
-        let mut status = Status::unavailable(message);
-        status.set_source(Arc::new(self.clone()));
-        status
-    }
-}
-
-impl fmt::Display for PluginExited {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.cause {
-            ExitCause::Crashed => "crashed",
-            ExitCause::Stopped => "was stopped by the host",
-        };
-        write!(f, "plugin {:?} {what}: {}", self.name, self.exit)
-    }
-}
-
-impl std::error::Error for PluginExited {}
 
 /// A [`PluginManager`] operation failed. Use the `is_*` accessors to tell the cases apart.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -342,6 +256,7 @@ impl From<ManagerError> for Status {
 
 /// Where a registered plugin is in its life, as [`PluginManager::state`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PluginState {
     /// Not running: never started, unloaded, or the last start failed.
     Idle,
@@ -540,6 +455,17 @@ impl PluginManager {
         let slot = self.slot(name)?;
         let mut done = {
             let mut state = slot.lock();
+            // The client publishes a crash as soon as the process is reaped, possibly before the
+            // supervisor has moved the slot on: a crashed process is never handed out.
+            if let Phase::Running { handle, .. } = &state.phase
+                && let Some(exited) = handle.exited()
+                && exited.cause() == ExitCause::Crashed
+            {
+                state.phase = Phase::Crashed {
+                    exited,
+                    at: Instant::now(),
+                };
+            }
             match &state.phase {
                 Phase::Running { handle, .. } => return Ok(handle.clone()),
                 Phase::Starting { done, .. } => done.clone(),
@@ -683,7 +609,9 @@ async fn start_task(
 ) {
     let start = async {
         tokio::time::sleep(delay).await;
-        PluginClient::start((slot.spec.factory)()).await
+        let mut config = (slot.spec.factory)();
+        config.name(slot.name.clone());
+        PluginClient::start(config).await
     };
     // Cancelling drops the start future: a spawned child is SIGKILLed (`kill_on_drop`).
     let started = cancel.run_until_cancelled(start).await;
@@ -755,7 +683,6 @@ fn supervise(
     slot: &Arc<Slot>,
     generation: u64,
 ) -> (PluginHandle, oneshot::Sender<()>) {
-    let (exit_tx, exit) = watch::channel(None);
     let (stop_tx, stop) = oneshot::channel();
     let handle = PluginHandle {
         inner: Arc::new(HandleInner {
@@ -765,19 +692,11 @@ fn supervise(
             handshake: client.handshake().clone(),
             broker: client.broker().clone(),
             channel: client.channel(),
-            exit,
+            raw_channel: client.raw_channel(),
+            exit: client.exit_watch(),
         }),
     };
-    let socket = (client.handshake().network == Network::Unix)
-        .then(|| std::path::PathBuf::from(&client.handshake().address));
-    tokio::spawn(run_supervisor(
-        client,
-        slot.clone(),
-        generation,
-        stop,
-        exit_tx,
-        socket,
-    ));
+    tokio::spawn(run_supervisor(client, slot.clone(), generation, stop));
     (handle, stop_tx)
 }
 
@@ -786,42 +705,29 @@ async fn run_supervisor(
     slot: Arc<Slot>,
     generation: u64,
     mut stop: oneshot::Receiver<()>,
-    exit_tx: watch::Sender<Option<PluginExited>>,
-    socket: Option<std::path::PathBuf>,
 ) {
     // A dropped sender (the manager is gone) also means stop.
     let crashed = tokio::select! {
-        exit = client.wait() => Some(exit),
+        exited = client.wait_exited() => Some(exited),
         _ = &mut stop => None,
     };
-    let (cause, exit) = match crashed {
-        Some(exit) => {
-            tracing::error!(plugin = %slot.name, %exit, "plugin crashed");
+    match crashed {
+        Some(exited) => {
+            tracing::error!(plugin = %slot.name, %exited, "plugin crashed");
             // Closes the broker; the process is already reaped, so this returns at once.
             let _ = client.kill().await;
-            (ExitCause::Crashed, exit)
+            let mut state = slot.lock();
+            if matches!(state.phase, Phase::Running { generation: g, .. } if g == generation) {
+                state.phase = Phase::Crashed {
+                    exited,
+                    at: Instant::now(),
+                };
+            }
         }
-        None => (ExitCause::Stopped, client.kill().await),
-    };
-    // The process is reaped; a socket it left behind (crash, SIGKILL) can no longer be used.
-    if let Some(socket) = socket {
-        let _ = std::fs::remove_file(socket);
-    }
-    let exited = PluginExited {
-        name: slot.name.clone(),
-        cause,
-        exit,
-    };
-    if cause == ExitCause::Crashed {
-        let mut state = slot.lock();
-        if matches!(state.phase, Phase::Running { generation: g, .. } if g == generation) {
-            state.phase = Phase::Crashed {
-                exited: exited.clone(),
-                at: Instant::now(),
-            };
+        None => {
+            client.kill().await;
         }
     }
-    exit_tx.send_replace(Some(exited));
 }
 
 /// One running (or exited) plugin process, as [`PluginManager::get`] hands it out. Cheap to
@@ -839,8 +745,10 @@ struct HandleInner {
     negotiated_version: u32,
     handshake: HandshakeLine,
     broker: Broker,
-    channel: Channel,
-    exit: watch::Receiver<Option<PluginExited>>,
+    /// The client's fail-fast channel, and the exit watch it explains with.
+    channel: PluginChannel,
+    raw_channel: Channel,
+    exit: ExitWatch,
 }
 
 impl PluginHandle {
@@ -869,189 +777,44 @@ impl PluginHandle {
         &self.inner.broker
     }
 
-    /// A channel for typed clients (`FooClient::new(handle.channel())`) that fails fast with
-    /// `Unavailable` and a [`PluginExited`] source once the process is gone, including calls in
-    /// flight when it dies.
+    /// The client's channel ([`PluginClient::channel`]) for typed clients
+    /// (`FooClient::new(handle.channel())`): fails fast with `Unavailable` and a
+    /// [`PluginExited`] source once the process is gone, including calls in flight when it
+    /// dies.
     pub fn channel(&self) -> PluginChannel {
-        PluginChannel {
-            inner: self.inner.channel.clone(),
-            exit: self.inner.exit.clone(),
-        }
+        self.inner.channel.clone()
     }
 
     /// The plain tonic channel (e.g. for a `ClientBridge::client`): no fail-fast; pair it with
     /// [`check`](Self::check) and [`explain`](Self::explain).
     pub fn raw_channel(&self) -> Channel {
-        self.inner.channel.clone()
+        self.inner.raw_channel.clone()
     }
 
     /// How the process ended, once it has.
     pub fn exited(&self) -> Option<PluginExited> {
-        self.inner.exit.borrow().clone()
+        self.inner.exit.exited()
     }
 
     /// Waits until the process has exited (crashed or stopped).
     pub async fn wait(&self) -> PluginExited {
-        wait_exit(&mut self.inner.exit.clone()).await
+        self.inner.exit.wait().await
     }
 
     /// `Ok` while the process runs; once it has exited, the `Unavailable` status calls get.
     pub fn check(&self) -> Result<(), Status> {
-        match self.exited() {
-            Some(exited) => Err(exited.to_status(None)),
-            None => Ok(()),
-        }
+        self.inner.exit.check()
     }
 
-    /// For calls made on [`raw_channel`](Self::raw_channel): turns an `Unavailable` or `Unknown`
-    /// status into one carrying the exit info when the process has exited or does within
-    /// 500 ms; other statuses pass unchanged. (It cannot tell a transport failure from a
-    /// plugin's own `Unknown`, so such errors wait those 500 ms; [`channel`](Self::channel)
-    /// can and does not.)
+    /// For calls made on [`raw_channel`](Self::raw_channel): the status a call through
+    /// [`channel`](Self::channel) would have failed with ([`PluginClient::explain`]'s rules).
     pub async fn explain(&self, status: Status) -> Status {
-        if status.code() != tonic::Code::Unavailable && status.code() != tonic::Code::Unknown {
-            return status;
-        }
-        explain_transport(self.inner.exit.clone(), status).await
+        self.inner.exit.explain(status).await
     }
 
     /// Checks the plugin's health service (`grpc.health.v1`, service `plugin`), failing fast
     /// like [`channel`](Self::channel).
     pub async fn ping(&self) -> Result<(), Status> {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel());
-        let response = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "plugin".to_owned(),
-            })
-            .await?
-            .into_inner();
-        if response.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-        {
-            Ok(())
-        } else {
-            Err(Status::unavailable(format!(
-                "plugin health status is {}",
-                response.status
-            )))
-        }
-    }
-}
-
-/// Resolves once the exit is published; pends forever if it never is (the supervisor always
-/// publishes before it ends, unless the runtime is shutting down).
-async fn wait_exit(exit: &mut watch::Receiver<Option<PluginExited>>) -> PluginExited {
-    let exited = exit
-        .wait_for(Option::is_some)
-        .await
-        .map(|exited| exited.clone());
-    match exited {
-        Ok(Some(exited)) => exited,
-        _ => std::future::pending().await,
-    }
-}
-
-/// `status` (a transport failure) with the exit info, if the process exits within
-/// [`EXIT_RACE`]; else `status` unchanged.
-async fn explain_transport(
-    mut exit: watch::Receiver<Option<PluginExited>>,
-    status: Status,
-) -> Status {
-    match tokio::time::timeout(EXIT_RACE, wait_exit(&mut exit)).await {
-        Ok(exited) => exited.to_status(Some(status.message())),
-        Err(_) => status,
-    }
-}
-
-/// The plugin's [`Channel`] as a tower [`Service`] that fails fast once the process is gone
-/// (see the module docs). Every generated tonic client accepts it.
-#[derive(Debug, Clone)]
-pub struct PluginChannel {
-    inner: Channel,
-    exit: watch::Receiver<Option<PluginExited>>,
-}
-
-impl Service<http::Request<Body>> for PluginChannel {
-    type Response = http::Response<Body>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // An exited plugin is "ready": `call` fails at once. (tonic turns a `poll_ready` error
-        // into `Unknown`, losing our status, so the failure belongs in `call`.)
-        if self.exit.borrow().is_some() {
-            return Poll::Ready(Ok(()));
-        }
-        Service::poll_ready(&mut self.inner, cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if let Some(exited) = self.exit.borrow().clone() {
-            return Box::pin(std::future::ready(Err(exited.to_status(None).into())));
-        }
-        let call = Service::call(&mut self.inner, request);
-        let exit = self.exit.clone();
-        Box::pin(async move {
-            let mut exit_watch = exit.clone();
-            let outcome = tokio::select! {
-                biased;
-                outcome = call => outcome,
-                exited = wait_exit(&mut exit_watch) => {
-                    return Err(exited.to_status(None).into());
-                }
-            };
-            match outcome {
-                Ok(response) => Ok(response.map(|body| {
-                    Body::new(ExplainBody {
-                        inner: body,
-                        exit,
-                        pending: None,
-                    })
-                })),
-                Err(err) => {
-                    let status = Status::from_error(err.into());
-                    Err(explain_transport(exit, status).await.into())
-                }
-            }
-        })
-    }
-}
-
-/// A response body whose transport errors carry the exit info when the process died.
-struct ExplainBody {
-    inner: Body,
-    exit: watch::Receiver<Option<PluginExited>>,
-    pending: Option<Pin<Box<dyn Future<Output = Status> + Send>>>,
-}
-
-impl http_body::Body for ExplainBody {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(pending) = &mut this.pending {
-                let status = ready!(pending.as_mut().poll(cx));
-                this.pending = None;
-                return Poll::Ready(Some(Err(status)));
-            }
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                Some(Err(status)) => {
-                    this.pending = Some(Box::pin(explain_transport(this.exit.clone(), status)));
-                }
-                other => return Poll::Ready(other),
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.pending.is_none() && self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        super::host::ping(self.channel()).await
     }
 }

@@ -9,7 +9,8 @@
 //! |---|---|
 //! | both | [`HandshakeConfig`], [`HandshakeLine`], [`Network`], [`Protocol`], [`ReattachConfig`], [`ReattachAddr`], [`Broker`], [`BrokerListener`], [`BrokerError`], [`hclog`] |
 //! | plugin (feature `plugin`) | [`PluginServer`], [`ServeContext`], [`ServeError`] |
-//! | host (feature `host`) | [`PluginClient`], [`ClientConfig`], [`AttachOptions`], [`ExitInfo`], [`StartError`], [`PluginManager`], [`PluginSpec`], [`PluginHandle`], [`PluginChannel`], [`RestartPolicy`], [`PluginState`], [`PluginExited`], [`ExitCause`], [`ManagerError`] |
+//! | host (feature `host`) | [`PluginClient`], [`PluginChannel`] (fail-fast: a dead plugin's calls answer `Unavailable` with its exit status), [`ClientConfig`], [`AttachOptions`], [`ExitInfo`], [`StartError`], [`SocketDirTooLong`], [`PluginManager`], [`PluginSpec`], [`PluginHandle`], [`RestartPolicy`], [`PluginState`], [`PluginExited`], [`ExitCause`], [`ManagerError`] |
+//! | errors of both | [`ServeError`], [`StartError`], [`BrokerError`], [`ListenError`] ([`SocketPathTooLong`], limit [`MAX_UNIX_SOCKET_PATH`]), [`DialError`], [`TlsError`] |
 //!
 //! A plugin (feature `plugin`):
 //!
@@ -80,7 +81,7 @@ pub use self::reattach::{ReattachAddr, ReattachConfig};
 #[cfg(feature = "plugin")]
 pub use self::server::{PluginServer, ServeContext, ServeError};
 pub use self::tls::{TlsError, TlsErrorKind};
-pub use self::transport::{DialError, ListenError};
+pub use self::transport::{DialError, ListenError, MAX_UNIX_SOCKET_PATH, SocketPathTooLong};
 
 /// Internals that this repository's integration tests exercise against real Go peers (the
 /// AutoMTLS certificate and TLS configs, dialing a plugin directly, go-plugin's texts).

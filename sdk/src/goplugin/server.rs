@@ -352,6 +352,12 @@ impl PluginServer {
                 shutdown.cancelled().await;
                 broker.close();
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
+                // The host still holds a connection (or a call is still running): stop anyway.
+                // A go-plugin host closes its connection right after Shutdown, so this is rare.
+                tracing::warn!(
+                    grace = ?SHUTDOWN_GRACE,
+                    "shutdown grace ran out with connections still open; stopping anyway"
+                );
             } => Ok(()),
         };
         broker.close();

@@ -3,6 +3,7 @@
 //! range), incoming connection streams (optionally TLS-wrapped) for tonic servers, and dialing a
 //! `network`/`address` pair into a tonic [`Channel`].
 
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -41,9 +43,50 @@ pub struct SocketOptions {
     pub unix_group: Option<String>,
 }
 
+/// The longest path a unix socket address holds: `sun_path` (108 bytes on Linux, 104 on the
+/// BSDs and macOS) less its terminating NUL.
+pub const MAX_UNIX_SOCKET_PATH: usize = if cfg!(any(target_os = "linux", target_os = "android")) {
+    107
+} else {
+    103
+};
+
+/// A unix socket path longer than [`MAX_UNIX_SOCKET_PATH`]: binding it would fail inside the
+/// kernel with a bare "invalid argument".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unix socket path {} is {len} bytes long, over the {limit}-byte limit of a unix socket \
+     address (sun_path); use a shorter socket directory (PLUGIN_UNIX_SOCKET_DIR or TMPDIR)",
+    path.display()
+)]
+pub struct SocketPathTooLong {
+    /// The path.
+    pub path: PathBuf,
+    /// Its length in bytes.
+    pub len: usize,
+    /// [`MAX_UNIX_SOCKET_PATH`].
+    pub limit: usize,
+}
+
+impl SocketPathTooLong {
+    /// `Some` when `path` does not fit in a unix socket address.
+    pub fn check(path: &Path) -> Option<SocketPathTooLong> {
+        let len = path.as_os_str().len();
+        (len > MAX_UNIX_SOCKET_PATH).then(|| SocketPathTooLong {
+            path: path.to_owned(),
+            len,
+            limit: MAX_UNIX_SOCKET_PATH,
+        })
+    }
+}
+
 /// Failure to create a listener.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ListenError {
+    /// The socket directory is too long for a unix socket path in it.
+    #[error("couldn't bind plugin unix socket: {0}")]
+    PathTooLong(SocketPathTooLong),
     /// The unix socket could not be bound.
     #[error("couldn't bind plugin unix socket {path}: {source}")]
     Unix {
@@ -189,6 +232,9 @@ fn bind_unix(options: &SocketOptions) -> Result<Listener, ListenError> {
     let mut last_err = None;
     for _ in 0..16 {
         let path = dir.join(format!("plugin{}", fastrand::u32(..)));
+        if let Some(too_long) = SocketPathTooLong::check(&path) {
+            return Err(ListenError::PathTooLong(too_long));
+        }
         match UnixListener::bind(&path) {
             Ok(listener) => {
                 let guard = SocketFile(path.clone());
@@ -316,6 +362,7 @@ impl AsyncWrite for BoxedIo {
 
 /// Failure to dial a plugin or brokered address.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DialError {
     /// go-plugin accepts only `unix` and `tcp`.
     #[error("unknown address type: {0}")]
@@ -350,6 +397,18 @@ pub async fn dial(
     address: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Channel, DialError> {
+    dial_closable(network, address, tls, CancellationToken::new()).await
+}
+
+/// [`dial`], with the channel's connections ended when `close` is cancelled, however many
+/// clones of the channel are still held (go-plugin's `ClientConn.Close`): each one reads end
+/// of file and fails to write from then on, and no new connection is made.
+pub(crate) async fn dial_closable(
+    network: &str,
+    address: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    close: CancellationToken,
+) -> Result<Channel, DialError> {
     let target = Target::parse(network, address)?;
     let endpoint = Endpoint::from_static("http://localhost")
         .connect_timeout(Duration::from_secs(10))
@@ -357,7 +416,14 @@ pub async fn dial(
     let connector = tower::service_fn(move |_: Uri| {
         let target = target.clone();
         let tls = tls.clone();
+        let close = close.clone();
         async move {
+            if close.is_cancelled() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the connection to the plugin was closed by the host",
+                ));
+            }
             let raw = target.connect().await?;
             let io = match tls {
                 Some(config) => {
@@ -366,7 +432,7 @@ pub async fn dial(
                 }
                 None => raw,
             };
-            Ok::<_, io::Error>(TokioIo::new(io))
+            Ok::<_, io::Error>(TokioIo::new(Closable::new(io, close)))
         }
     });
     endpoint
@@ -377,6 +443,62 @@ pub async fn dial(
             address: address.to_owned(),
             source,
         })
+}
+
+/// A connection that ends (end of file on read, `BrokenPipe` on write) once its token is
+/// cancelled; dropping it then closes the socket.
+struct Closable {
+    io: BoxedIo,
+    token: CancellationToken,
+    closed: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl Closable {
+    fn new(io: BoxedIo, token: CancellationToken) -> Self {
+        let closed = Box::pin(token.clone().cancelled_owned());
+        Closable { io, token, closed }
+    }
+
+    /// True once closed; otherwise registers `cx` to be woken on close.
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> bool {
+        self.token.is_cancelled() || self.closed.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl AsyncRead for Closable {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.poll_closed(cx) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Closable {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.poll_closed(cx) {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -416,4 +538,52 @@ pub async fn connect_raw(network: &str, address: &str) -> Result<BoxedIo, DialEr
             address: address.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_too_long_socket_dir_is_reported_with_path_length_and_limit() {
+        let dir = PathBuf::from(format!("/tmp/{}", "d".repeat(100)));
+        let options = SocketOptions {
+            unix_dir: Some(dir.clone()),
+            unix_group: None,
+        };
+        let err = Listener::bind(&ListenSpec::Unix, &options).expect_err("path too long");
+        let ListenError::PathTooLong(too_long) = &err else {
+            panic!("expected PathTooLong, got {err:?}");
+        };
+        assert!(too_long.path.starts_with(&dir), "{too_long:?}");
+        assert_eq!(too_long.len, too_long.path.as_os_str().len());
+        assert!(too_long.len > MAX_UNIX_SOCKET_PATH);
+        assert_eq!(too_long.limit, MAX_UNIX_SOCKET_PATH);
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "{} is {} bytes long, over the {MAX_UNIX_SOCKET_PATH}-byte limit",
+                too_long.path.display(),
+                too_long.len
+            )),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_socket_path_at_the_limit_binds() {
+        let base = PathBuf::from(format!("/tmp/sock-limit-{}", std::process::id()));
+        // `plugin` and at most 10 digits after the separator.
+        let room = MAX_UNIX_SOCKET_PATH - base.as_os_str().len() - 1 - "plugin".len() - 10;
+        let dir = base.join("d".repeat(room - 1));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let options = SocketOptions {
+            unix_dir: Some(dir),
+            unix_group: None,
+        };
+        let listener = Listener::bind(&ListenSpec::Unix, &options).expect("bind");
+        assert!(listener.address().len() <= MAX_UNIX_SOCKET_PATH);
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }

@@ -348,10 +348,11 @@ pub async fn load(
     );
     let cmd = std::path::absolute(&decl.cmd).unwrap_or_else(|_| decl.cmd.clone());
     let mut config = ClientConfig::new(handshake, [super::plugin::PROTOCOL_VERSION], cmd);
-    config.args = decl.args.iter().map(Into::into).collect();
-    config.checksum = checksum;
-    config.auto_mtls = false;
-    config.start_timeout = options.start_timeout;
+    config
+        .args(&decl.args)
+        .checksum(checksum)
+        .auto_mtls(false)
+        .start_timeout(options.start_timeout);
     let client = PluginClient::start(config)
         .await
         .map_err(|source| CatalogError::Launch {
@@ -385,7 +386,7 @@ async fn initialize(
 ) -> Result<(PluginSession, Option<String>), CatalogError> {
     let session = PluginSession::init(
         name,
-        client.channel(),
+        client.raw_channel(),
         client.broker(),
         host_services,
         options.trust_domain.clone(),
