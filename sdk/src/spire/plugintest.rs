@@ -367,7 +367,9 @@ impl InProcess {
             .map_err(|status| self.setup_error(format!("broker stream: {}", status.message())))?;
         running
             .host_broker
-            .accept_and_serve(HOST_SERVICE_BROKER_ID, routes.routes())
+            .accept_and_serve_routes(HOST_SERVICE_BROKER_ID, routes.routes())
+            // Served until `close` (or drop) closes the broker.
+            .map(crate::goplugin::broker::BrokeredServer::detach)
             .map_err(|err| self.setup_error(format!("serving host services: {err}")))?;
 
         let mut init = InitBridge::client(self.channel.clone());

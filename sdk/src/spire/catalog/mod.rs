@@ -388,7 +388,9 @@ impl LoadedPlugin {
         let OfferedHostServices { routes, names } = host_services;
         client
             .broker()
-            .accept_and_serve(HOST_SERVICES_BROKER_ID, routes.routes())
+            .accept_and_serve_routes(HOST_SERVICES_BROKER_ID, routes.routes())
+            // Served until unload closes the broker.
+            .map(crate::goplugin::broker::BrokeredServer::detach)
             .map_err(|err| CatalogError::HostServices {
                 name: self.name.clone(),
                 message: err.to_string(),
