@@ -36,7 +36,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::{Channel, Endpoint, Uri};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::mux::{MuxError, MuxListener, Muxer};
 use super::tls;
@@ -397,6 +397,48 @@ impl AsyncWrite for Severable {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
+}
+
+/// True when a failed broker or stdio stream is the connection going away in an orderly
+/// unload rather than a fault: the peer cancelled the stream, or our side had asked to close
+/// (`closing`) and the failure is the transport ending (reset, broken pipe, end of file, HTTP/2
+/// GOAWAY or body error, unavailable). Statuses the peer sent (say `Unimplemented`) and TLS
+/// failures are faults either way.
+pub(crate) fn is_orderly_end(status: &Status, closing: bool) -> bool {
+    if status.code() == Code::Cancelled {
+        return true;
+    }
+    if !closing {
+        return false;
+    }
+    if status.code() == Code::Unavailable || connection_ended(status) {
+        return true;
+    }
+    // tonic's text for HTTP/2 errors (GOAWAY, a reset connection, a body cut short), which
+    // carries no source to inspect.
+    matches!(status.code(), Code::Unknown | Code::Internal)
+        && status.message().starts_with("h2 protocol error")
+}
+
+/// Whether `status`'s source chain holds an I/O error of a connection that ended.
+fn connection_ended(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && matches!(
+                io.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::NotConnected
+            )
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// One side's broker. Cheap to clone; all clones share state.
@@ -821,7 +863,11 @@ impl Broker {
                     message = inbound.next() => match message {
                         Some(Ok(info)) => broker.receive(info),
                         Some(Err(status)) => {
-                            tracing::debug!(%status, "broker stream ended with an error");
+                            if is_orderly_end(&status, broker.is_closed()) {
+                                tracing::debug!(%status, "broker stream ended with the connection");
+                            } else {
+                                tracing::warn!(%status, "broker stream failed");
+                            }
                             return;
                         }
                         None => return,
@@ -846,6 +892,11 @@ impl Broker {
         tokio::spawn(async move {
             match client.start_stream(outgoing).await {
                 Ok(response) => broker.spawn_reader(response.into_inner()),
+                // Unloading: the plugin went away before it sent anything (a Go plugin answers
+                // the stream only with its first ConnInfo).
+                Err(status) if is_orderly_end(&status, broker.is_closed()) => {
+                    tracing::debug!(%status, "the plugin's broker stream ended with the connection");
+                }
                 Err(status) => tracing::warn!(%status, "the plugin's broker stream failed"),
             }
         });

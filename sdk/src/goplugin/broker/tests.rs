@@ -1,7 +1,7 @@
 //! Unit tests for the broker, Rust to Rust over unix sockets in a private directory: brokered
 //! servers stopped or dropped leave no socket file behind and refuse further dials, a server
 //! stopped mid-stream is cut after the grace period, `accept` + `incoming` gets the broker's
-//! AutoMTLS settings. Multiplexed brokers are covered in
+//! AutoMTLS settings, and orderly ends are told from faults. Multiplexed brokers are covered in
 //! `mux/tests.rs`; the Go peers in `tests/it`.
 
 use std::path::{Path, PathBuf};
@@ -229,4 +229,31 @@ async fn accepted_listeners_use_the_brokers_tls() {
         .await
         .expect("plugin calls host");
     server.stop().await;
+}
+
+#[test]
+fn orderly_ends_are_told_from_faults() {
+    let pipe = Status::from_error(Box::new(io::Error::from(io::ErrorKind::BrokenPipe)));
+    let body = Status::unknown("h2 protocol error: error reading a body from connection");
+    let cancelled = Status::cancelled("operation was canceled");
+    let unimplemented = Status::unimplemented("unknown service plugin.GRPCBroker");
+    let tls = Status::from_error(Box::new(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "invalid peer certificate",
+    )));
+    // After our own close, the connection going away is orderly…
+    assert!(is_orderly_end(&pipe, true));
+    assert!(is_orderly_end(&body, true));
+    assert!(is_orderly_end(&cancelled, true));
+    assert!(is_orderly_end(
+        &Status::unavailable("connection closed"),
+        true
+    ));
+    // … a status the peer sent, or a TLS failure, is not.
+    assert!(!is_orderly_end(&unimplemented, true));
+    assert!(!is_orderly_end(&tls, true));
+    // Before any close only the peer's cancel is orderly.
+    assert!(is_orderly_end(&cancelled, false));
+    assert!(!is_orderly_end(&pipe, false));
+    assert!(!is_orderly_end(&body, false));
 }
