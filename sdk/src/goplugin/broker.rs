@@ -578,13 +578,14 @@ impl Broker {
     /// broker closes. go-plugin's `AcceptAndServe`, with the stop in the caller's hands.
     ///
     /// ```no_run
-    /// # use spire_plugin_sdk::goplugin::broker::Broker;
-    /// # async fn callback(broker: Broker, services: Vec<spire_plugin_sdk::bridge::BridgedServer>) {
+    /// # use spire_plugin_sdk::bridge::BridgedServer;
+    /// # use spire_plugin_sdk::goplugin::broker::{Broker, BrokerError};
+    /// # async fn callback(broker: Broker, services: Vec<BridgedServer>) -> Result<(), BrokerError> {
     /// let id = broker.next_id();
     /// let server = broker.accept_and_serve(id, services)?;
     /// // … tell the peer `id`, let it call back …
     /// server.stop().await;
-    /// # Ok::<(), spire_plugin_sdk::goplugin::broker::BrokerError>(())
+    /// # Ok(())
     /// # }
     /// ```
     pub fn accept_and_serve(
