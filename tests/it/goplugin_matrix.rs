@@ -2,7 +2,8 @@
 //! launches our Rust plugin (`interop-plugin`) in every combination of AutoMTLS, network,
 //! version negotiation and gRPC broker multiplexing (yamux), and checks handshake, ping, calls
 //! (one of 3 MiB each way), stdio forwarding, log forwarding, broker round trips in both
-//! directions, Shutdown with process exit and socket removal; with multiplexing also that the
+//! directions, a brokered server the plugin stops (its connection fails, the next one serves),
+//! Shutdown with process exit and socket removal; with multiplexing also that the
 //! host really ran yamux and neither side's yamux logged a warning or error.
 
 use std::process::Command;
@@ -49,6 +50,7 @@ const CHECKS: &[&str] = &[
     "logs",
     "broker_host_accepts",
     "broker_plugin_accepts",
+    "broker_plugin_stops",
     "shutdown",
 ];
 

@@ -1,8 +1,10 @@
 //! The go-plugin interop matrix, host side: our Rust host (`PluginClient`) launches a Go plugin
 //! written with the real go-plugin (`tests/go/cmd/goplugin`), and our Rust plugin over TCP, with
 //! AutoMTLS on and off, broker multiplexing on and off, and one or several protocol versions, and
-//! checks health, a call, stdio and log forwarding, broker round trips in both directions, and
-//! Shutdown with process exit and socket removal.
+//! checks health, a call, stdio and log forwarding, broker round trips in both directions (the
+//! host's server on `accept_and_serve` and on `accept` + `incoming`, both with the broker's TLS),
+//! brokered servers stopped by either side (socket gone, further calls fail), and Shutdown with
+//! process exit and socket removal.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -59,6 +61,19 @@ impl Logs {
             .cloned()
             .collect()
     }
+}
+
+/// The `plugin<digits>` sockets the host's broker made in `dir`.
+fn host_sockets(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("plugin"))
+                .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Polls `cond` every 20 ms for up to 10 s: stdio and logs arrive on their own streams.
@@ -120,8 +135,14 @@ async fn run_cell(
     let stdout = Captured::default();
     let stderr = Captured::default();
     let logs = Logs::default();
+    // The host's brokered sockets go here, to be counted.
+    let dir = tempfile::Builder::new()
+        .prefix("host-matrix")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
     let mut config = plugin.config(host_versions, plugin_versions);
     config
+        .unix_socket_dir(dir.path())
         .auto_mtls(auto_mtls)
         .multiplex(multiplex)
         .sync_stdout(stdout.clone())
@@ -229,23 +250,67 @@ async fn run_cell(
     };
     check("logs", logs_ok.await);
 
-    // Host accepts, plugin dials.
+    // Host accepts, plugin dials; then the host stops the server: its socket is removed and the
+    // plugin's next dial of the ID fails.
     let host_accepts = async {
         let id = client.broker().next_id();
-        let mut routes = RoutesBuilder::default();
-        EchoBridge::register(&mut routes, Responder { prefix: "host-" });
-        client
+        let server = client
             .broker()
-            .accept_and_serve(id, routes.routes())
+            .accept_and_serve(id, [EchoBridge::bridged(Responder { prefix: "host-" })])
             .map_err(|e| e.to_string())?;
         match echo.call_back(id).await {
-            Ok(answer) if answer.get_ref() == "host-echo: callback" => Ok(()),
-            other => Err(format!("{other:?}")),
+            Ok(answer) if answer.get_ref() == "host-echo: callback" => {}
+            other => return Err(format!("{other:?}")),
         }
+        server.stop().await;
+        let left = host_sockets(dir.path());
+        if left != 0 {
+            return Err(format!("{left} host socket(s) left after stop"));
+        }
+        // go-plugin's Dial takes each ConnInfo once, so a Go plugin's second dial of an ID
+        // times out (5 s) whether or not the server stopped: nothing to learn there.
+        if (plugin != Plugin::Go || multiplex)
+            && let Ok(answer) = echo.call_back(id).await
+        {
+            return Err(format!("the stopped server answered {answer:?}"));
+        }
+        Ok(())
     };
     check("broker_host_accepts", host_accepts.await);
 
+    // Host accepts with its own server on `accept` + `incoming`: the broker's TLS applies.
+    let host_listener = async {
+        let id = client.broker().next_id();
+        let listener = client.broker().accept(id).map_err(|e| e.to_string())?;
+        let mut routes = RoutesBuilder::default();
+        EchoBridge::register(
+            &mut routes,
+            Responder {
+                prefix: "listener-",
+            },
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder().serve_with_incoming_shutdown(
+                routes.routes().prepare(),
+                listener.incoming(),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+        );
+        let answer = echo.call_back(id).await;
+        let _ = stop.send(());
+        let _ = server.await;
+        match answer {
+            Ok(answer) if answer.get_ref() == "listener-echo: callback" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    };
+    check("broker_host_listener", host_listener.await);
+
     // Plugin accepts, host dials.
+    let mut first = None;
     let plugin_accepts = async {
         let id = echo
             .serve(())
@@ -253,12 +318,39 @@ async fn run_cell(
             .map_err(|s| s.to_string())?
             .into_inner();
         let channel = client.broker().dial(id).await.map_err(|e| e.to_string())?;
+        first = Some(channel.clone());
         match EchoBridge::client(channel).say("x".to_owned()).await {
             Ok(answer) if answer.get_ref() == "plugin-echo: x" => Ok(()),
             other => Err(format!("{other:?}")),
         }
     };
     check("broker_plugin_accepts", plugin_accepts.await);
+
+    // The plugin stops a brokered server (its next Serve stops the first one): the first
+    // channel fails from then on, the new ID serves.
+    if let Some(first) = first {
+        let plugin_stops = async {
+            let id = echo
+                .serve(())
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner();
+            let stale = tokio::time::timeout(
+                Duration::from_secs(10),
+                EchoBridge::client(first).say("stale".to_owned()),
+            )
+            .await;
+            if let Ok(Ok(answer)) = stale {
+                return Err(format!("the stopped server answered {answer:?}"));
+            }
+            let channel = client.broker().dial(id).await.map_err(|e| e.to_string())?;
+            match EchoBridge::client(channel).say("y".to_owned()).await {
+                Ok(answer) if answer.get_ref() == "plugin-echo: y" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        };
+        check("broker_plugin_stops", plugin_stops.await);
+    }
 
     let socket = (client.handshake().network.to_string() == "unix")
         .then(|| client.handshake().address.clone());

@@ -13,6 +13,7 @@ mod parent_death;
 mod plugin_check;
 mod plugin_errors;
 mod plugintest;
+mod quiet_unload;
 mod reattach;
 mod spire_catalog;
 mod spire_plugins;

@@ -1298,7 +1298,7 @@ async fn connect(
     broker
         .run_client(channel.clone())
         .map_err(StartError::Broker)?;
-    spawn_stdio(channel.clone(), sync_stdout, sync_stderr);
+    spawn_stdio(channel.clone(), broker.clone(), sync_stdout, sync_stderr);
     Ok((channel, broker))
 }
 
@@ -1340,11 +1340,22 @@ async fn dial_multiplexed(
 }
 
 /// Streams the plugin's forwarded stdio into the sinks; a plugin without the service is fine.
-fn spawn_stdio(channel: Channel, mut stdout: Option<SyncWriter>, mut stderr: Option<SyncWriter>) {
+/// `broker` tells whether an unload has begun (a Go plugin answers the stream only with its
+/// first output, so an unload before any output ends the call with the connection).
+fn spawn_stdio(
+    channel: Channel,
+    broker: Broker,
+    mut stdout: Option<SyncWriter>,
+    mut stderr: Option<SyncWriter>,
+) {
     tokio::spawn(async move {
         let mut client = GrpcStdioClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE);
         let mut stream = match client.stream_stdio(()).await {
             Ok(response) => response.into_inner(),
+            Err(status) if super::broker::is_orderly_end(&status, broker.is_closed()) => {
+                tracing::debug!(%status, "the plugin's stdio stream ended with the connection");
+                return;
+            }
             Err(status) => {
                 tracing::warn!(%status, "stdio service not available, stdout/stderr won't be forwarded");
                 return;

@@ -7,7 +7,7 @@
 //!
 //! | Side | Items |
 //! |---|---|
-//! | both | [`HandshakeConfig`], [`HandshakeLine`], [`Network`], [`Protocol`], [`ReattachConfig`], [`ReattachAddr`], [`Broker`], [`BrokerListener`], [`BrokerError`], [`hclog`] |
+//! | both | [`HandshakeConfig`], [`HandshakeLine`], [`Network`], [`Protocol`], [`ReattachConfig`], [`ReattachAddr`], [`Broker`], [`BrokeredServer`] (stop one brokered server; drop stops it too), [`BrokerListener`], [`BrokerIncoming`], [`BrokerError`], [`hclog`] |
 //! | plugin (feature `plugin`) | [`PluginServer`], [`ServeContext`], [`ServeError`] |
 //! | host (feature `host`) | [`PluginClient`], [`PluginChannel`] (fail-fast: a dead plugin's calls answer `Unavailable` with its exit status), [`ClientConfig`], [`AttachOptions`], [`ExitInfo`], [`StartError`], [`SocketDirTooLong`], [`PluginManager`], [`PluginSpec`], [`PluginHandle`], [`RestartPolicy`], [`PluginState`], [`PluginExited`], [`ExitCause`], [`ManagerError`] |
 //! | errors of both | [`ServeError`], [`StartError`], [`BrokerError`], [`ListenError`] ([`SocketPathTooLong`], limit [`MAX_UNIX_SOCKET_PATH`]), [`DialError`], [`TlsError`] |
@@ -68,7 +68,9 @@ pub(crate) mod tls;
 #[cfg_attr(not(all(feature = "plugin", feature = "host")), allow(dead_code))]
 pub(crate) mod transport;
 
-pub use self::broker::{Broker, BrokerError, BrokerListener};
+pub use self::broker::{
+    Broker, BrokerError, BrokerIncoming, BrokerListener, BrokeredServer, STOP_GRACE,
+};
 pub use self::handshake::{HandshakeConfig, HandshakeError, HandshakeLine, Network, Protocol};
 #[cfg(feature = "host")]
 pub use self::host::{AttachOptions, ClientConfig, ExitInfo, PluginClient, StartError, SyncWriter};

@@ -34,7 +34,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 /// What the services of one protocol version get to build themselves.
 #[derive(Debug, Clone)]
 pub struct ServeContext {
-    /// This side's broker, for `accept`/`dial` of extra connections.
+    /// This side's broker, for extra connections with the host: `dial` an ID the host accepted,
+    /// or serve one the host will dial, with [`Broker::accept_and_serve`] (keep the returned
+    /// [`BrokeredServer`](super::broker::BrokeredServer) and stop it when done) or with
+    /// [`Broker::accept`] and your own server on
+    /// [`BrokerListener::incoming`](super::broker::BrokerListener::incoming). Under AutoMTLS
+    /// both use the main connection's certificates, as go-plugin does.
     pub broker: Broker,
     /// The negotiated app protocol version.
     pub version: u32,

@@ -6,13 +6,12 @@
 
 use std::time::Duration;
 
-use tonic::service::RoutesBuilder;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::catalog::{CatalogError, OfferedHostServices};
 use crate::bridge::{ClientBridge, ServiceBridge};
-use crate::goplugin::Broker;
+use crate::goplugin::{Broker, BrokeredServer};
 use crate::proto::spire::service::common::config::v1::{
     ConfigBridge, ConfigureRequest, CoreConfiguration, ValidateRequest, ValidateResponse,
 };
@@ -29,6 +28,8 @@ pub(crate) use super::plugin::HOST_SERVICE_BROKER_ID;
 #[derive(Debug)]
 pub struct PluginSession {
     name: String,
+    /// The host services' server on broker ID 1; stopped (its socket removed) with the session.
+    _host_services: BrokeredServer,
     channel: Channel,
     services: Vec<String>,
     trust_domain: String,
@@ -47,12 +48,8 @@ impl PluginSession {
         call_timeout: Duration,
     ) -> Result<PluginSession, CatalogError> {
         let (servers, names) = host_services.into_parts();
-        let mut routes = RoutesBuilder::default();
-        for server in servers {
-            server.register(&mut routes);
-        }
-        host_broker
-            .accept_and_serve(HOST_SERVICE_BROKER_ID, routes.routes())
+        let host_services = host_broker
+            .accept_and_serve(HOST_SERVICE_BROKER_ID, servers)
             .map_err(|source| CatalogError::HostServices {
                 name: name.clone(),
                 source,
@@ -69,6 +66,7 @@ impl PluginSession {
             })?;
         Ok(PluginSession {
             name,
+            _host_services: host_services,
             channel,
             services: response.plugin_service_names,
             trust_domain,

@@ -1,21 +1,24 @@
 //! A Rust go-plugin plugin serving `interop.v1.Echo`, launched by the Go host in the interop
-//! matrix (`tests/go/cmd/gohost`) and by the plugin-side error tests. Flags: `--versions 1,2`
+//! matrix (`tests/go/cmd/gohost`) and by the plugin-side error tests. Each `Serve` brokers a
+//! fresh server and stops the one the previous `Serve` brokered. Flags: `--versions 1,2`
 //! (app protocol versions served), `--tcp` (listen on loopback TCP instead of a unix socket) and
 //! `--reflection` (serve gRPC reflection for the interop tree) and `--debug` (debug mode: print
 //! reattach details instead of a handshake).
 
+use std::sync::Mutex;
+
 use spire_plugin_sdk::bridge::ClientBridge;
-use spire_plugin_sdk::goplugin::Broker;
-use spire_plugin_sdk::goplugin::PluginServer;
 use spire_plugin_sdk::goplugin::hclog;
+use spire_plugin_sdk::goplugin::{Broker, BrokeredServer, PluginServer};
 use spire_plugin_tests::Responder;
 use spire_plugin_tests::interop::interop::v1::{EchoBridge, echo_server::Echo};
-use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
 
 /// The main service: each RPC exercises one part of the protocol.
 struct Plugin {
     broker: Broker,
+    /// The brokered server the last `Serve` started; the next `Serve` stops it.
+    served: Mutex<Option<BrokeredServer>>,
 }
 
 #[tonic::async_trait]
@@ -61,11 +64,14 @@ impl Echo for Plugin {
 
     async fn serve(&self, _request: Request<()>) -> Result<Response<u32>, Status> {
         let id = self.broker.next_id();
-        let mut routes = RoutesBuilder::default();
-        EchoBridge::register(&mut routes, Responder { prefix: "plugin-" });
-        self.broker
-            .accept_and_serve(id, routes.routes())
+        let server = self
+            .broker
+            .accept_and_serve(id, [EchoBridge::bridged(Responder { prefix: "plugin-" })])
             .map_err(|err| Status::internal(format!("accepting broker id {id}: {err}")))?;
+        let previous = self.served.lock().expect("served lock").replace(server);
+        if let Some(previous) = previous {
+            previous.stop().await;
+        }
         Ok(Response::new(id))
     }
 
@@ -108,6 +114,7 @@ async fn main() {
         server = server.version(version, |ctx| {
             vec![EchoBridge::bridged(Plugin {
                 broker: ctx.broker.clone(),
+                served: Mutex::new(None),
             })]
         });
     }

@@ -132,12 +132,19 @@ async fn knocks_claim_the_next_stream_in_order() {
     drop(old);
 }
 
-/// A health service; `""` reports SERVING.
-fn health_routes() -> tonic::service::Routes {
-    let (_reporter, service) = tonic_health::server::health_reporter();
-    let mut routes = RoutesBuilder::default();
-    routes.add_service(service);
-    routes.routes()
+/// A health service (`""` reports SERVING) as a bridged server.
+fn health() -> crate::bridge::BridgedServer {
+    let info = crate::bridge::ServiceInfo {
+        full_name: "grpc.health.v1.Health",
+        role: crate::bridge::Role::Service,
+        plugin_type: None,
+        side: None,
+        proto_file: "grpc/health/v1/health.proto",
+    };
+    crate::bridge::BridgedServer::new(info, |routes| {
+        let (_reporter, service) = tonic_health::server::health_reporter();
+        routes.add_service(service);
+    })
 }
 
 async fn healthy(channel: Channel) -> bool {
@@ -197,14 +204,15 @@ async fn multiplexed_brokers_accept_and_dial_both_ways() {
     let (host, plugin) = brokers().await;
 
     // The plugin accepts, the host dials (twice: each dial knocks anew).
-    plugin
-        .accept_and_serve(1, health_routes())
+    let _one = plugin
+        .accept_and_serve(1, [health()])
         .expect("plugin accepts 1");
     assert!(healthy(host.dial(1).await.expect("host dials 1")).await);
     assert!(healthy(host.dial(1).await.expect("host dials 1 again")).await);
 
     // The host accepts, the plugin dials.
-    host.accept_and_serve(2, health_routes())
+    let _two = host
+        .accept_and_serve(2, [health()])
         .expect("host accepts 2");
     assert!(healthy(plugin.dial(2).await.expect("plugin dials 2")).await);
 
@@ -218,4 +226,31 @@ async fn multiplexed_brokers_accept_and_dial_both_ways() {
 
     // Brokered connections keep working after a refused knock.
     assert!(healthy(plugin.dial(2).await.expect("plugin dials 2 again")).await);
+}
+
+#[tokio::test]
+async fn stopped_or_dropped_multiplexed_servers_refuse_knocks() {
+    let (host, plugin) = brokers().await;
+    for id in 1..=20 {
+        let server = plugin.accept_and_serve(id, [health()]).expect("accept");
+        let channel = host.dial(id).await.expect("dial");
+        assert!(healthy(channel.clone()).await);
+        if id % 2 == 0 {
+            server.stop().await;
+        } else {
+            drop(server);
+            // Dropping returns at once; the ID is unregistered as the server task ends.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let err = host.dial(id).await.expect_err("the ID is no longer served");
+        assert!(matches!(err, BrokerError::Knock(_)), "{err:?}");
+        let call = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        assert!(call.is_err(), "the old channel after stop: {call:?}");
+    }
+    // Listeners registered for the stopped IDs are gone, so none claims a stream.
+    assert!(plugin.muxer().expect("muxer").accept_knock(3).is_err());
 }

@@ -166,6 +166,30 @@ func checkMultiplexed(log *syncBuffer) error {
 	return nil
 }
 
+// checkPluginStops calls Serve again and checks that the server of the first Serve is gone
+// (a call on its connection fails) while the new one answers.
+func checkPluginStops(ctx context.Context, d dispensed, first *grpc.ClientConn) error {
+	id, err := d.client.Serve(ctx)
+	if err != nil {
+		return fmt.Errorf("second Serve: %w", err)
+	}
+	stale, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if answer, err := (echo.Client{Conn: first}).Say(stale, "stale"); err == nil {
+		return fmt.Errorf("the stopped server still answered %q", answer)
+	}
+	conn, err := d.broker.Dial(id)
+	if err != nil {
+		return fmt.Errorf("dialling the second server: %w", err)
+	}
+	defer conn.Close()
+	answer, err := echo.Client{Conn: conn}.Say(ctx, "y")
+	if err == nil && answer != "plugin-echo: y" {
+		err = fmt.Errorf("second brokered Say answered %q", answer)
+	}
+	return err
+}
+
 func main() {
 	path := flag.String("plugin", "", "plugin binary")
 	args := flag.String("args", "", "space-separated plugin arguments")
@@ -289,19 +313,26 @@ func main() {
 	r.add("broker_host_accepts", err)
 
 	// Plugin accepts, host dials.
+	var first *grpc.ClientConn
 	id, err = d.client.Serve(ctx)
 	if err == nil {
-		var conn *grpc.ClientConn
-		conn, err = d.broker.Dial(id)
+		first, err = d.broker.Dial(id)
 		if err == nil {
-			answer, err = echo.Client{Conn: conn}.Say(ctx, "x")
+			answer, err = echo.Client{Conn: first}.Say(ctx, "x")
 			if err == nil && answer != "plugin-echo: x" {
 				err = fmt.Errorf("brokered Say answered %q", answer)
 			}
-			conn.Close()
 		}
 	}
 	r.add("broker_plugin_accepts", err)
+
+	// The plugin stops a brokered server: the next Serve stops the first one, so the first
+	// connection fails from then on while the new ID serves.
+	if first != nil {
+		err = checkPluginStops(ctx, d, first)
+		first.Close()
+		r.add("broker_plugin_stops", err)
+	}
 
 	// Shutdown: the plugin must exit by itself within go-plugin's 2 s grace period and leave
 	// no socket behind.

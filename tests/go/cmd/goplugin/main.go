@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -38,6 +39,10 @@ var Handshake = plugin.HandshakeConfig{
 type server struct {
 	broker *plugin.GRPCBroker
 	logger hclog.Logger
+
+	mu sync.Mutex
+	// served yields the brokered server the last Serve started, once AcceptAndServe built it.
+	served chan *grpc.Server
 }
 
 func (s *server) Say(_ context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
@@ -75,11 +80,22 @@ func (s *server) CallBack(ctx context.Context, in *wrapperspb.UInt32Value) (*wra
 
 func (s *server) Serve(context.Context, *emptypb.Empty) (*wrapperspb.UInt32Value, error) {
 	id := s.broker.NextId()
+	served := make(chan *grpc.Server, 1)
 	go s.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
 		srv := grpc.NewServer(opts...)
 		echo.Register(srv, echo.Responder{Prefix: "plugin-"})
+		served <- srv
 		return srv
 	})
+	// As go-plugin's callers do: the previous brokered server is stopped, which ends its
+	// AcceptAndServe and closes its listener.
+	s.mu.Lock()
+	previous := s.served
+	s.served = served
+	s.mu.Unlock()
+	if previous != nil {
+		(<-previous).Stop()
+	}
 	return wrapperspb.UInt32(id), nil
 }
 

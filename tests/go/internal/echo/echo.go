@@ -26,7 +26,8 @@ type Server interface {
 	Log(ctx context.Context, in *wrapperspb.StringValue) (*emptypb.Empty, error)
 	// CallBack dials broker ID `id`, calls Say("callback") there and returns the answer.
 	CallBack(ctx context.Context, in *wrapperspb.UInt32Value) (*wrapperspb.StringValue, error)
-	// Serve accepts a fresh broker ID, serves Echo on it and returns the ID.
+	// Serve accepts a fresh broker ID, serves Echo on it and returns the ID; it stops the
+	// server the previous Serve started.
 	Serve(ctx context.Context, in *emptypb.Empty) (*wrapperspb.UInt32Value, error)
 	// Crash makes the process exit at once with status 3.
 	Crash(ctx context.Context, in *emptypb.Empty) (*emptypb.Empty, error)
