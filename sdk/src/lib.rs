@@ -34,6 +34,12 @@ pub mod spire;
 #[doc(hidden)]
 pub mod __codegen;
 
+/// The tonic version this SDK is built with; use it instead of depending on tonic yourself.
+pub use tonic;
+
+/// The prost version this SDK is built with; use it instead of depending on prost yourself.
+pub use prost;
+
 /// Rust generated from `proto/` by `cargo xtask gen`: one module per proto package, each with
 /// prost messages, tonic `*_client`/`*_server` modules and a `<Service>Bridge` type.
 #[rustfmt::skip]
