@@ -2,6 +2,13 @@
 
 /// How [`generate`](crate::generate) renders a proto tree.
 ///
+/// By default generated code names no crate but the SDK: the bridges use `<sdk>::__codegen`
+/// (see [`sdk_path`](Config::sdk_path)), and prost messages and tonic clients/servers reach
+/// tonic, prost, tonic-prost and prost-types through the SDK's re-exports
+/// (`<sdk>::__codegen::tonic::…`, `<sdk>::__codegen::prost::…`, …), so the crate that includes
+/// the code needs `spire-plugin-sdk` as its only dependency for it, always at the SDK's versions
+/// of those crates (see [`runtime_via_sdk`](Config::runtime_via_sdk)).
+///
 /// ```
 /// let mut config = spire_plugin_codegen::Config::default();
 /// config.sdk_path("::my_sdk").generated_by("cargo xtask gen");
@@ -13,6 +20,7 @@ pub struct Config {
     pub(crate) build_client: bool,
     pub(crate) build_server: bool,
     pub(crate) descriptor_set: bool,
+    pub(crate) runtime_via_sdk: bool,
 }
 
 impl Default for Config {
@@ -23,12 +31,15 @@ impl Default for Config {
             build_client: true,
             build_server: true,
             descriptor_set: true,
+            runtime_via_sdk: true,
         }
     }
 }
 
 impl Config {
-    /// The path generated bridge code uses to reach the SDK's `__codegen` surface.
+    /// The path generated code uses to reach the SDK's `__codegen` surface: the bridges' SDK
+    /// types and (with [`runtime_via_sdk`](Config::runtime_via_sdk)) tonic, prost, tonic-prost
+    /// and prost-types.
     ///
     /// Default: `::spire_plugin_sdk`. Code generated into the SDK itself works too, because the
     /// SDK names itself with `extern crate self as spire_plugin_sdk`.
@@ -61,6 +72,20 @@ impl Config {
     /// `FILE_DESCRIPTOR_SET` constant that embeds it. Default: true.
     pub fn descriptor_set(&mut self, enable: bool) -> &mut Self {
         self.descriptor_set = enable;
+        self
+    }
+
+    /// Whether prost messages and tonic clients/servers reach their runtime crates through the
+    /// SDK. Default: true.
+    ///
+    /// When true, every path to `tonic`, `prost`, `tonic_prost` or `prost_types` in the output
+    /// (prost's derives and `#[prost(prost_path = …)]`, tonic's `use tonic::codegen::*;`, the
+    /// codec, well-known types) is `<sdk>::__codegen::<crate>::…`, and the including crate needs
+    /// none of those crates. When false, the output names them as prost-build and
+    /// tonic-prost-build do (`::prost::…`, `tonic::…`), and the including crate must depend on
+    /// versions matching the SDK's.
+    pub fn runtime_via_sdk(&mut self, enable: bool) -> &mut Self {
+        self.runtime_via_sdk = enable;
         self
     }
 }

@@ -51,9 +51,10 @@
 //! service = "plugin.GRPCBroker"
 //! ```
 //!
-//! The generated bridge code names the SDK only through `<sdk>::__codegen` (see
-//! [`Config::sdk_path`]); the messages and services need `prost`, `prost-types`, `tonic` and
-//! `tonic-prost` as dependencies of the crate that includes them.
+//! Generated code names the SDK only through `<sdk>::__codegen` (see [`Config::sdk_path`]):
+//! the bridges its types, the messages and services the tonic, prost, tonic-prost and
+//! prost-types it re-exports (see [`Config::runtime_via_sdk`]), so the crate that includes the
+//! code needs only the SDK as a dependency for it.
 
 #![warn(missing_docs)]
 

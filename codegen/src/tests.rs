@@ -521,3 +521,170 @@ service = "echo.v1.Echo"
         );
     }
 }
+
+const WELL_KNOWN: &str = r#"syntax = "proto3";
+package wkt.v1;
+
+import "google/protobuf/any.proto";
+import "google/protobuf/struct.proto";
+import "google/protobuf/wrappers.proto";
+
+message Packed {
+  google.protobuf.Any value = 1;
+  map<string, google.protobuf.Value> fields = 2;
+  oneof choice {
+    string text = 3;
+    bytes data = 4;
+  }
+  Kind kind = 5;
+}
+
+enum Kind {
+  KIND_UNSPECIFIED = 0;
+  KIND_OTHER = 1;
+}
+
+// Takes and returns well-known types, which tonic-prost-build spells out itself.
+service Wkt {
+  rpc Unpack(google.protobuf.Any) returns (google.protobuf.Struct);
+  rpc Name(Packed) returns (google.protobuf.StringValue);
+  rpc Stream(stream Packed) returns (stream google.protobuf.Any);
+}
+"#;
+
+/// The crates generated code may reach only through `::spire_plugin_sdk::__codegen`.
+const RUNTIME_CRATES: [&str; 4] = ["tonic", "prost", "tonic_prost", "prost_types"];
+
+/// Every place in `code`'s tokens where a runtime crate starts a path (`tonic::…`,
+/// `::prost::…`, `use tonic;`) other than right after `::spire_plugin_sdk::__codegen::`, as
+/// `file: crate` with the tokens before it. Tokens, not text: doc comments and string literals
+/// may say anything.
+fn runtime_paths_outside_sdk(path: &str, code: &str) -> Vec<String> {
+    use proc_macro2::{TokenStream, TokenTree};
+
+    fn flatten(stream: TokenStream, out: &mut Vec<String>) {
+        for tree in stream {
+            match tree {
+                TokenTree::Group(group) => {
+                    out.push("(".to_owned());
+                    flatten(group.stream(), out);
+                    out.push(")".to_owned());
+                }
+                TokenTree::Ident(ident) => out.push(ident.to_string()),
+                TokenTree::Punct(punct) => out.push(punct.as_char().to_string()),
+                TokenTree::Literal(_) => out.push("\"\"".to_owned()),
+            }
+        }
+    }
+
+    let stream: TokenStream = code.parse().expect("generated Rust tokenizes");
+    let mut tokens = Vec::new();
+    flatten(stream, &mut tokens);
+    let prefix = [
+        ":",
+        ":",
+        "spire_plugin_sdk",
+        ":",
+        ":",
+        "__codegen",
+        ":",
+        ":",
+    ];
+    let mut found = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        if !RUNTIME_CRATES.contains(&token.as_str()) {
+            continue;
+        }
+        let starts_path = tokens.get(i + 1..i + 3) == Some(&[":".to_owned(), ":".to_owned()][..]);
+        let used = i > 0 && tokens[i - 1] == "use";
+        let through_sdk = i >= prefix.len() && tokens[i - prefix.len()..i] == prefix;
+        if (starts_path || used) && !through_sdk {
+            let before = tokens[i.saturating_sub(6)..i].join(" ");
+            found.push(format!("{path}: `{before} {token}`"));
+        }
+    }
+    found
+}
+
+fn well_known_tree() -> TreeBuilder {
+    echo_tree()
+        .file("wkt/v1/wkt.proto", WELL_KNOWN)
+        .manifest(&format!(
+            "{MANIFEST}\n[[service]]\nservice = \"wkt.v1.Wkt\"\n"
+        ))
+}
+
+#[test]
+fn generated_code_names_runtime_crates_only_through_the_sdk() {
+    let files = generate(&Config::default(), &well_known_tree().build()).unwrap();
+    let mut found = Vec::new();
+    for file in files.iter().filter(|file| file.path.ends_with(".rs")) {
+        found.extend(runtime_paths_outside_sdk(
+            &file.path,
+            text(&files, &file.path),
+        ));
+    }
+    assert!(
+        found.is_empty(),
+        "paths outside `::spire_plugin_sdk::__codegen`:\n{}",
+        found.join("\n")
+    );
+
+    // Each source of such paths was there and was routed: prost's derives and its
+    // `prost_path`, tonic-build's imports, the codec, well-known types in fields and methods.
+    let wkt = text(&files, "wkt.v1.rs");
+    for item in [
+        "::spire_plugin_sdk::__codegen::prost::Message",
+        "::spire_plugin_sdk::__codegen::prost::Oneof",
+        "::spire_plugin_sdk::__codegen::prost::Enumeration",
+        "#[prost(prost_path = \"::spire_plugin_sdk::__codegen::prost\")]",
+        "use ::spire_plugin_sdk::__codegen::tonic::codegen::*;",
+        "::spire_plugin_sdk::__codegen::tonic_prost::ProstCodec::default()",
+        "::spire_plugin_sdk::__codegen::prost_types::Any",
+        "::spire_plugin_sdk::__codegen::prost_types::Struct",
+        "::spire_plugin_sdk::__codegen::prost_types::Value",
+        "<T as ::spire_plugin_sdk::__codegen::tonic::client::GrpcService<",
+    ] {
+        assert!(wkt.contains(item), "wkt.v1.rs lacks `{item}`:\n{wkt}");
+    }
+}
+
+#[test]
+fn generated_code_follows_the_sdk_path() {
+    let mut config = Config::default();
+    config.sdk_path("crate::sdk");
+    let files = generate(&config, &well_known_tree().build()).unwrap();
+    let wkt = text(&files, "wkt.v1.rs");
+    for item in [
+        "#[prost(prost_path = \"crate::sdk::__codegen::prost\")]",
+        "use crate::sdk::__codegen::tonic::codegen::*;",
+        "crate::sdk::__codegen::tonic_prost::ProstCodec::default()",
+        "crate::sdk::__codegen::prost_types::Any",
+    ] {
+        assert!(wkt.contains(item), "wkt.v1.rs lacks `{item}`:\n{wkt}");
+    }
+    assert!(!wkt.contains("::spire_plugin_sdk"), "{wkt}");
+}
+
+#[test]
+fn runtime_via_sdk_off_names_the_crates_directly() {
+    let mut config = Config::default();
+    config.runtime_via_sdk(false);
+    let files = generate(&config, &well_known_tree().build()).unwrap();
+    let wkt = text(&files, "wkt.v1.rs");
+    for item in [
+        "::prost::Message",
+        "use tonic::codegen::*;",
+        "tonic_prost::ProstCodec::default()",
+        "::prost_types::Any",
+    ] {
+        assert!(wkt.contains(item), "wkt.v1.rs lacks `{item}`:\n{wkt}");
+    }
+    assert!(!wkt.contains("__codegen::prost"), "{wkt}");
+    assert!(!wkt.contains("__codegen::tonic"), "{wkt}");
+    // The bridges still go through the SDK.
+    assert!(
+        wkt.contains("::spire_plugin_sdk::__codegen::ServiceBridge"),
+        "{wkt}"
+    );
+}

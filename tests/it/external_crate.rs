@@ -9,6 +9,9 @@
 //! generated `Store` and `Logger` and the SDK's `WorkloadAttestor` over loopback TCP, calls them
 //! through the generated clients and checks the bridges' identities; see its `src/main.rs`.
 //!
+//! The crate's manifest names no tonic or prost crate: the generated code reaches them through
+//! `spire_plugin_sdk::__codegen`, the program through `spire_plugin_sdk::{tonic, prost}`.
+//!
 //! The nested build shares `target/external-crate/`, so after the first run only the tempdir
 //! crate itself compiles. Error paths of codegen are unit-tested in `codegen/src/tests.rs`.
 
@@ -41,6 +44,17 @@ fn generated_kv_api_serves_and_calls_in_an_external_crate() -> Result<()> {
             "mod.rs",
             "file_descriptor_set.bin"
         ]
+    );
+
+    let manifest = fixture.join("crate/Cargo.toml.template");
+    let manifest =
+        fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let runtime_crates = runtime_crates_named(&manifest);
+    ensure!(
+        runtime_crates.is_empty(),
+        "the external crate's Cargo.toml names {runtime_crates:?}: generated code must reach tonic \
+         and prost only through spire_plugin_sdk::__codegen, hand-written code through \
+         spire_plugin_sdk::tonic and spire_plugin_sdk::prost"
     );
 
     let dir = tempfile::tempdir().context("creating a tempdir")?;
@@ -85,6 +99,22 @@ fn generated_kv_api_serves_and_calls_in_an_external_crate() -> Result<()> {
          must compile warning-free in a user's crate:\n{stderr}"
     );
     Ok(())
+}
+
+/// Every word of a Cargo manifest, outside comments, that names a tonic or prost crate
+/// (`tonic`, `tonic-prost`, `prost`, `prost-types`, …): as a dependency key, a table header or a
+/// `package = "…"` rename alike.
+fn runtime_crates_named(manifest: &str) -> Vec<String> {
+    manifest
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .flat_map(|line| line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')))
+        .filter(|word| {
+            let word = word.replace('_', "-");
+            word.starts_with("tonic") || word.starts_with("prost")
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Reads the `.proto` files under `dir` (named relative to it) and its `services.toml`.

@@ -159,6 +159,16 @@ fn normalize(ty: &syn::Type, module: &[String]) -> String {
                     _ => Vec::new(),
                 })
                 .unwrap_or_default();
+            // Generated code reaches the runtime crates through the SDK (`Config::runtime_via_sdk`);
+            // the model names them as the crates themselves.
+            let segments = match segments.as_slice() {
+                [sdk, codegen, rest @ ..]
+                    if sdk == "spire_plugin_sdk" && codegen == "__codegen" =>
+                {
+                    rest.to_vec()
+                }
+                _ => segments,
+            };
             let joined = segments.join("::");
             let wrap = |name: &str| format!("{name}<{}>", args.join(", "));
             match joined.as_str() {

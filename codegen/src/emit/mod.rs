@@ -1,8 +1,10 @@
 //! Emission: prost messages and tonic services per package (with our bridge appended by a
 //! wrapping `ServiceGenerator`), the module tree that includes them, and the embedded
-//! descriptor set. Every Rust file is parsed with syn and printed with prettyplease.
+//! descriptor set. Every Rust file is parsed with syn, has its runtime paths routed through the
+//! SDK (`paths.rs`, unless [`Config::runtime_via_sdk`] is off) and is printed with prettyplease.
 
 mod bridge;
+mod paths;
 mod tree;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,14 +52,23 @@ pub(crate) fn emit(
         .collect();
 
     let mut prost = prost_build::Config::new();
+    let mut tonic = tonic_prost_build::configure()
+        .build_client(config.build_client)
+        .build_server(config.build_server);
+    if config.runtime_via_sdk {
+        // What prost-build and tonic-prost-build let us configure; `paths::route_through_sdk`
+        // rewrites what they hard-code. Not `prost_types_path`: prost-build snake-cases every
+        // segment of an extern path, turning `__codegen` into `codegen`, so the well-known
+        // types keep `::prost_types::…` here and are rewritten with the rest.
+        let cg = format!("{}::__codegen", paths::to_string(&sdk));
+        prost.prost_path(format!("{cg}::prost"));
+        tonic = tonic.codec_path(format!("{cg}::tonic_prost::ProstCodec"));
+    }
     prost
         .enable_type_names()
         .format(false)
         .service_generator(Box::new(BridgeGenerator {
-            tonic: tonic_prost_build::configure()
-                .build_client(config.build_client)
-                .build_server(config.build_server)
-                .service_generator(),
+            tonic: tonic.service_generator(),
             services: model
                 .services()
                 .map(|s| (s.full_name.clone(), s.clone()))
@@ -88,7 +99,7 @@ pub(crate) fn emit(
         let header = header(config, &format!("from {}", sources.join(", ")));
         files.push(GeneratedFile::text(
             &path,
-            format!("{header}{}", format_rust(&path, code)?),
+            format!("{header}{}", format_rust(config, &sdk, &path, code)?),
         ));
     }
 
@@ -120,9 +131,12 @@ fn header(config: &Config, origin: &str) -> String {
     )
 }
 
-fn format_rust(path: &str, code: &str) -> Result<String, Error> {
-    let file = syn::parse_file(code)
+fn format_rust(config: &Config, sdk: &syn::Path, path: &str, code: &str) -> Result<String, Error> {
+    let mut file = syn::parse_file(code)
         .map_err(|err| Error::emit(Location::file(path), format!("emitted invalid Rust: {err}")))?;
+    if config.runtime_via_sdk {
+        paths::route_through_sdk(sdk, &mut file);
+    }
     Ok(prettyplease::unparse(&file))
 }
 

@@ -3,7 +3,8 @@
 /// Describes one brokered connection, or (in multiplexed mode) one step of the
 /// handshake that opens it. Both peers send and receive these on the broker
 /// stream.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::spire_plugin_sdk::__codegen::prost::Message)]
+#[prost(prost_path = "::spire_plugin_sdk::__codegen::prost")]
 pub struct ConnInfo {
     /// Broker-assigned ID that both peers use to name this connection. A
     /// receiver matches incoming messages to the connection it is waiting for by
@@ -13,11 +14,11 @@ pub struct ConnInfo {
     /// Kind of listener the sender opened: `unix` for a Unix domain socket or
     /// `tcp`. Left empty in knock messages.
     #[prost(string, tag = "2")]
-    pub network: ::prost::alloc::string::String,
+    pub network: ::spire_plugin_sdk::__codegen::prost::alloc::string::String,
     /// Where the listener can be reached: a socket path for `unix`, a
     /// `host:port` for `tcp`. Left empty in knock messages.
     #[prost(string, tag = "3")]
-    pub address: ::prost::alloc::string::String,
+    pub address: ::spire_plugin_sdk::__codegen::prost::alloc::string::String,
     /// Present only on knock handshake messages; absent on plain address
     /// announcements.
     #[prost(message, optional, tag = "4")]
@@ -29,7 +30,8 @@ pub mod conn_info {
     /// existing plugin connection instead of opening new listeners. The dialing
     /// side sends a knock for a service ID; the listening side prepares to
     /// accept it and sends the knock back with `ack` set.
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::spire_plugin_sdk::__codegen::prost::Message)]
+    #[prost(prost_path = "::spire_plugin_sdk::__codegen::prost")]
     pub struct Knock {
         /// Set to `true` on every knock message, both the request and the
         /// acknowledgement.
@@ -42,26 +44,26 @@ pub mod conn_info {
         /// Only meaningful in an acknowledgement: empty when the listener accepted
         /// the knock, otherwise a description of why it could not.
         #[prost(string, tag = "3")]
-        pub error: ::prost::alloc::string::String,
+        pub error: ::spire_plugin_sdk::__codegen::prost::alloc::string::String,
     }
-    impl ::prost::Name for Knock {
+    impl ::spire_plugin_sdk::__codegen::prost::Name for Knock {
         const NAME: &'static str = "Knock";
         const PACKAGE: &'static str = "plugin";
-        fn full_name() -> ::prost::alloc::string::String {
+        fn full_name() -> ::spire_plugin_sdk::__codegen::prost::alloc::string::String {
             "plugin.ConnInfo.Knock".into()
         }
-        fn type_url() -> ::prost::alloc::string::String {
+        fn type_url() -> ::spire_plugin_sdk::__codegen::prost::alloc::string::String {
             "/plugin.ConnInfo.Knock".into()
         }
     }
 }
-impl ::prost::Name for ConnInfo {
+impl ::spire_plugin_sdk::__codegen::prost::Name for ConnInfo {
     const NAME: &'static str = "ConnInfo";
     const PACKAGE: &'static str = "plugin";
-    fn full_name() -> ::prost::alloc::string::String {
+    fn full_name() -> ::spire_plugin_sdk::__codegen::prost::alloc::string::String {
         "plugin.ConnInfo".into()
     }
-    fn type_url() -> ::prost::alloc::string::String {
+    fn type_url() -> ::spire_plugin_sdk::__codegen::prost::alloc::string::String {
         "/plugin.ConnInfo".into()
     }
 }
@@ -125,38 +127,49 @@ pub mod grpc_broker_client {
         clippy::wildcard_imports,
         clippy::let_unit_value,
     )]
-    use tonic::codegen::*;
-    use tonic::codegen::http::Uri;
+    use ::spire_plugin_sdk::__codegen::tonic::codegen::*;
+    use ::spire_plugin_sdk::__codegen::tonic::codegen::http::Uri;
     /// Broker service, served by the plugin. The host opens one long-lived stream
     /// right after connecting and keeps it open for the plugin's lifetime.
     #[derive(Debug, Clone)]
     pub struct GrpcBrokerClient<T> {
-        inner: tonic::client::Grpc<T>,
+        inner: ::spire_plugin_sdk::__codegen::tonic::client::Grpc<T>,
     }
-    impl GrpcBrokerClient<tonic::transport::Channel> {
+    impl GrpcBrokerClient<::spire_plugin_sdk::__codegen::tonic::transport::Channel> {
         /// Attempt to create a new client by connecting to a given endpoint.
-        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        pub async fn connect<D>(
+            dst: D,
+        ) -> Result<Self, ::spire_plugin_sdk::__codegen::tonic::transport::Error>
         where
-            D: TryInto<tonic::transport::Endpoint>,
+            D: TryInto<::spire_plugin_sdk::__codegen::tonic::transport::Endpoint>,
             D::Error: Into<StdError>,
         {
-            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            let conn = ::spire_plugin_sdk::__codegen::tonic::transport::Endpoint::new(
+                    dst,
+                )?
+                .connect()
+                .await?;
             Ok(Self::new(conn))
         }
     }
     impl<T> GrpcBrokerClient<T>
     where
-        T: tonic::client::GrpcService<tonic::body::Body>,
+        T: ::spire_plugin_sdk::__codegen::tonic::client::GrpcService<
+            ::spire_plugin_sdk::__codegen::tonic::body::Body,
+        >,
         T::Error: Into<StdError>,
         T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
         <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
     {
         pub fn new(inner: T) -> Self {
-            let inner = tonic::client::Grpc::new(inner);
+            let inner = ::spire_plugin_sdk::__codegen::tonic::client::Grpc::new(inner);
             Self { inner }
         }
         pub fn with_origin(inner: T, origin: Uri) -> Self {
-            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            let inner = ::spire_plugin_sdk::__codegen::tonic::client::Grpc::with_origin(
+                inner,
+                origin,
+            );
             Self { inner }
         }
         pub fn with_interceptor<F>(
@@ -164,16 +177,18 @@ pub mod grpc_broker_client {
             interceptor: F,
         ) -> GrpcBrokerClient<InterceptedService<T, F>>
         where
-            F: tonic::service::Interceptor,
+            F: ::spire_plugin_sdk::__codegen::tonic::service::Interceptor,
             T::ResponseBody: Default,
-            T: tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
+            T: ::spire_plugin_sdk::__codegen::tonic::codegen::Service<
+                http::Request<::spire_plugin_sdk::__codegen::tonic::body::Body>,
                 Response = http::Response<
-                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    <T as ::spire_plugin_sdk::__codegen::tonic::client::GrpcService<
+                        ::spire_plugin_sdk::__codegen::tonic::body::Body,
+                    >>::ResponseBody,
                 >,
             >,
-            <T as tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
+            <T as ::spire_plugin_sdk::__codegen::tonic::codegen::Service<
+                http::Request<::spire_plugin_sdk::__codegen::tonic::body::Body>,
             >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
         {
             GrpcBrokerClient::new(InterceptedService::new(inner, interceptor))
@@ -215,20 +230,24 @@ pub mod grpc_broker_client {
         /// routes them to whoever is waiting on that service ID.
         pub async fn start_stream(
             &mut self,
-            request: impl tonic::IntoStreamingRequest<Message = super::ConnInfo>,
+            request: impl ::spire_plugin_sdk::__codegen::tonic::IntoStreamingRequest<
+                Message = super::ConnInfo,
+            >,
         ) -> std::result::Result<
-            tonic::Response<tonic::codec::Streaming<super::ConnInfo>>,
-            tonic::Status,
+            ::spire_plugin_sdk::__codegen::tonic::Response<
+                ::spire_plugin_sdk::__codegen::tonic::codec::Streaming<super::ConnInfo>,
+            >,
+            ::spire_plugin_sdk::__codegen::tonic::Status,
         > {
             self.inner
                 .ready()
                 .await
                 .map_err(|e| {
-                    tonic::Status::unknown(
+                    ::spire_plugin_sdk::__codegen::tonic::Status::unknown(
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = ::spire_plugin_sdk::__codegen::tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/plugin.GRPCBroker/StartStream",
             );
@@ -248,13 +267,16 @@ pub mod grpc_broker_server {
         clippy::wildcard_imports,
         clippy::let_unit_value,
     )]
-    use tonic::codegen::*;
+    use ::spire_plugin_sdk::__codegen::tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with GrpcBrokerServer.
     #[async_trait]
     pub trait GrpcBroker: std::marker::Send + std::marker::Sync + 'static {
         /// Server streaming response type for the StartStream method.
-        type StartStreamStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::ConnInfo, tonic::Status>,
+        type StartStreamStream: ::spire_plugin_sdk::__codegen::tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<
+                    super::ConnInfo,
+                    ::spire_plugin_sdk::__codegen::tonic::Status,
+                >,
             >
             + std::marker::Send
             + 'static;
@@ -264,10 +286,12 @@ pub mod grpc_broker_server {
         /// routes them to whoever is waiting on that service ID.
         async fn start_stream(
             &self,
-            request: tonic::Request<tonic::Streaming<super::ConnInfo>>,
+            request: ::spire_plugin_sdk::__codegen::tonic::Request<
+                ::spire_plugin_sdk::__codegen::tonic::Streaming<super::ConnInfo>,
+            >,
         ) -> std::result::Result<
-            tonic::Response<Self::StartStreamStream>,
-            tonic::Status,
+            ::spire_plugin_sdk::__codegen::tonic::Response<Self::StartStreamStream>,
+            ::spire_plugin_sdk::__codegen::tonic::Status,
         >;
     }
     /// Broker service, served by the plugin. The host opens one long-lived stream
@@ -298,7 +322,7 @@ pub mod grpc_broker_server {
             interceptor: F,
         ) -> InterceptedService<Self, F>
         where
-            F: tonic::service::Interceptor,
+            F: ::spire_plugin_sdk::__codegen::tonic::service::Interceptor,
         {
             InterceptedService::new(Self::new(inner), interceptor)
         }
@@ -331,13 +355,14 @@ pub mod grpc_broker_server {
             self
         }
     }
-    impl<T, B> tonic::codegen::Service<http::Request<B>> for GrpcBrokerServer<T>
+    impl<T, B> ::spire_plugin_sdk::__codegen::tonic::codegen::Service<http::Request<B>>
+    for GrpcBrokerServer<T>
     where
         T: GrpcBroker,
         B: Body + std::marker::Send + 'static,
         B::Error: Into<StdError> + std::marker::Send + 'static,
     {
-        type Response = http::Response<tonic::body::Body>;
+        type Response = http::Response<::spire_plugin_sdk::__codegen::tonic::body::Body>;
         type Error = std::convert::Infallible;
         type Future = BoxFuture<Self::Response, Self::Error>;
         fn poll_ready(
@@ -351,17 +376,26 @@ pub mod grpc_broker_server {
                 "/plugin.GRPCBroker/StartStream" => {
                     #[allow(non_camel_case_types)]
                     struct StartStreamSvc<T: GrpcBroker>(pub Arc<T>);
-                    impl<T: GrpcBroker> tonic::server::StreamingService<super::ConnInfo>
-                    for StartStreamSvc<T> {
+                    impl<
+                        T: GrpcBroker,
+                    > ::spire_plugin_sdk::__codegen::tonic::server::StreamingService<
+                        super::ConnInfo,
+                    > for StartStreamSvc<T> {
                         type Response = super::ConnInfo;
                         type ResponseStream = T::StartStreamStream;
                         type Future = BoxFuture<
-                            tonic::Response<Self::ResponseStream>,
-                            tonic::Status,
+                            ::spire_plugin_sdk::__codegen::tonic::Response<
+                                Self::ResponseStream,
+                            >,
+                            ::spire_plugin_sdk::__codegen::tonic::Status,
                         >;
                         fn call(
                             &mut self,
-                            request: tonic::Request<tonic::Streaming<super::ConnInfo>>,
+                            request: ::spire_plugin_sdk::__codegen::tonic::Request<
+                                ::spire_plugin_sdk::__codegen::tonic::Streaming<
+                                    super::ConnInfo,
+                                >,
+                            >,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
@@ -377,8 +411,10 @@ pub mod grpc_broker_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StartStreamSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
-                        let mut grpc = tonic::server::Grpc::new(codec)
+                        let codec = ::spire_plugin_sdk::__codegen::tonic_prost::ProstCodec::default();
+                        let mut grpc = ::spire_plugin_sdk::__codegen::tonic::server::Grpc::new(
+                                codec,
+                            )
                             .apply_compression_config(
                                 accept_compression_encodings,
                                 send_compression_encodings,
@@ -395,18 +431,20 @@ pub mod grpc_broker_server {
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
-                            tonic::body::Body::default(),
+                            ::spire_plugin_sdk::__codegen::tonic::body::Body::default(),
                         );
                         let headers = response.headers_mut();
                         headers
                             .insert(
-                                tonic::Status::GRPC_STATUS,
-                                (tonic::Code::Unimplemented as i32).into(),
+                                ::spire_plugin_sdk::__codegen::tonic::Status::GRPC_STATUS,
+                                (::spire_plugin_sdk::__codegen::tonic::Code::Unimplemented
+                                    as i32)
+                                    .into(),
                             );
                         headers
                             .insert(
                                 http::header::CONTENT_TYPE,
-                                tonic::metadata::GRPC_CONTENT_TYPE,
+                                ::spire_plugin_sdk::__codegen::tonic::metadata::GRPC_CONTENT_TYPE,
                             );
                         Ok(response)
                     })
@@ -428,21 +466,30 @@ pub mod grpc_broker_server {
     }
     /// Generated gRPC service name
     pub const SERVICE_NAME: &str = "plugin.GRPCBroker";
-    impl<T> tonic::server::NamedService for GrpcBrokerServer<T> {
+    impl<T> ::spire_plugin_sdk::__codegen::tonic::server::NamedService
+    for GrpcBrokerServer<T> {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
 /// Message with no fields, used as both the argument and the result of
 /// `GRPCController.Shutdown`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    ::spire_plugin_sdk::__codegen::prost::Message
+)]
+#[prost(prost_path = "::spire_plugin_sdk::__codegen::prost")]
 pub struct Empty {}
-impl ::prost::Name for Empty {
+impl ::spire_plugin_sdk::__codegen::prost::Name for Empty {
     const NAME: &'static str = "Empty";
     const PACKAGE: &'static str = "plugin";
-    fn full_name() -> ::prost::alloc::string::String {
+    fn full_name() -> ::spire_plugin_sdk::__codegen::prost::alloc::string::String {
         "plugin.Empty".into()
     }
-    fn type_url() -> ::prost::alloc::string::String {
+    fn type_url() -> ::spire_plugin_sdk::__codegen::prost::alloc::string::String {
         "/plugin.Empty".into()
     }
 }
@@ -506,37 +553,48 @@ pub mod grpc_controller_client {
         clippy::wildcard_imports,
         clippy::let_unit_value,
     )]
-    use tonic::codegen::*;
-    use tonic::codegen::http::Uri;
+    use ::spire_plugin_sdk::__codegen::tonic::codegen::*;
+    use ::spire_plugin_sdk::__codegen::tonic::codegen::http::Uri;
     /// Controller service, served by the plugin and called by the host.
     #[derive(Debug, Clone)]
     pub struct GrpcControllerClient<T> {
-        inner: tonic::client::Grpc<T>,
+        inner: ::spire_plugin_sdk::__codegen::tonic::client::Grpc<T>,
     }
-    impl GrpcControllerClient<tonic::transport::Channel> {
+    impl GrpcControllerClient<::spire_plugin_sdk::__codegen::tonic::transport::Channel> {
         /// Attempt to create a new client by connecting to a given endpoint.
-        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        pub async fn connect<D>(
+            dst: D,
+        ) -> Result<Self, ::spire_plugin_sdk::__codegen::tonic::transport::Error>
         where
-            D: TryInto<tonic::transport::Endpoint>,
+            D: TryInto<::spire_plugin_sdk::__codegen::tonic::transport::Endpoint>,
             D::Error: Into<StdError>,
         {
-            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            let conn = ::spire_plugin_sdk::__codegen::tonic::transport::Endpoint::new(
+                    dst,
+                )?
+                .connect()
+                .await?;
             Ok(Self::new(conn))
         }
     }
     impl<T> GrpcControllerClient<T>
     where
-        T: tonic::client::GrpcService<tonic::body::Body>,
+        T: ::spire_plugin_sdk::__codegen::tonic::client::GrpcService<
+            ::spire_plugin_sdk::__codegen::tonic::body::Body,
+        >,
         T::Error: Into<StdError>,
         T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
         <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
     {
         pub fn new(inner: T) -> Self {
-            let inner = tonic::client::Grpc::new(inner);
+            let inner = ::spire_plugin_sdk::__codegen::tonic::client::Grpc::new(inner);
             Self { inner }
         }
         pub fn with_origin(inner: T, origin: Uri) -> Self {
-            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            let inner = ::spire_plugin_sdk::__codegen::tonic::client::Grpc::with_origin(
+                inner,
+                origin,
+            );
             Self { inner }
         }
         pub fn with_interceptor<F>(
@@ -544,16 +602,18 @@ pub mod grpc_controller_client {
             interceptor: F,
         ) -> GrpcControllerClient<InterceptedService<T, F>>
         where
-            F: tonic::service::Interceptor,
+            F: ::spire_plugin_sdk::__codegen::tonic::service::Interceptor,
             T::ResponseBody: Default,
-            T: tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
+            T: ::spire_plugin_sdk::__codegen::tonic::codegen::Service<
+                http::Request<::spire_plugin_sdk::__codegen::tonic::body::Body>,
                 Response = http::Response<
-                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    <T as ::spire_plugin_sdk::__codegen::tonic::client::GrpcService<
+                        ::spire_plugin_sdk::__codegen::tonic::body::Body,
+                    >>::ResponseBody,
                 >,
             >,
-            <T as tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
+            <T as ::spire_plugin_sdk::__codegen::tonic::codegen::Service<
+                http::Request<::spire_plugin_sdk::__codegen::tonic::body::Body>,
             >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
         {
             GrpcControllerClient::new(InterceptedService::new(inner, interceptor))
@@ -594,17 +654,20 @@ pub mod grpc_controller_client {
         /// succeed afterwards.
         pub async fn shutdown(
             &mut self,
-            request: impl tonic::IntoRequest<super::Empty>,
-        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status> {
+            request: impl ::spire_plugin_sdk::__codegen::tonic::IntoRequest<super::Empty>,
+        ) -> std::result::Result<
+            ::spire_plugin_sdk::__codegen::tonic::Response<super::Empty>,
+            ::spire_plugin_sdk::__codegen::tonic::Status,
+        > {
             self.inner
                 .ready()
                 .await
                 .map_err(|e| {
-                    tonic::Status::unknown(
+                    ::spire_plugin_sdk::__codegen::tonic::Status::unknown(
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = ::spire_plugin_sdk::__codegen::tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/plugin.GRPCController/Shutdown",
             );
@@ -624,7 +687,7 @@ pub mod grpc_controller_server {
         clippy::wildcard_imports,
         clippy::let_unit_value,
     )]
-    use tonic::codegen::*;
+    use ::spire_plugin_sdk::__codegen::tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with GrpcControllerServer.
     #[async_trait]
     pub trait GrpcController: std::marker::Send + std::marker::Sync + 'static {
@@ -633,8 +696,11 @@ pub mod grpc_controller_server {
         /// succeed afterwards.
         async fn shutdown(
             &self,
-            request: tonic::Request<super::Empty>,
-        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status>;
+            request: ::spire_plugin_sdk::__codegen::tonic::Request<super::Empty>,
+        ) -> std::result::Result<
+            ::spire_plugin_sdk::__codegen::tonic::Response<super::Empty>,
+            ::spire_plugin_sdk::__codegen::tonic::Status,
+        >;
     }
     /// Controller service, served by the plugin and called by the host.
     #[derive(Debug)]
@@ -663,7 +729,7 @@ pub mod grpc_controller_server {
             interceptor: F,
         ) -> InterceptedService<Self, F>
         where
-            F: tonic::service::Interceptor,
+            F: ::spire_plugin_sdk::__codegen::tonic::service::Interceptor,
         {
             InterceptedService::new(Self::new(inner), interceptor)
         }
@@ -696,13 +762,14 @@ pub mod grpc_controller_server {
             self
         }
     }
-    impl<T, B> tonic::codegen::Service<http::Request<B>> for GrpcControllerServer<T>
+    impl<T, B> ::spire_plugin_sdk::__codegen::tonic::codegen::Service<http::Request<B>>
+    for GrpcControllerServer<T>
     where
         T: GrpcController,
         B: Body + std::marker::Send + 'static,
         B::Error: Into<StdError> + std::marker::Send + 'static,
     {
-        type Response = http::Response<tonic::body::Body>;
+        type Response = http::Response<::spire_plugin_sdk::__codegen::tonic::body::Body>;
         type Error = std::convert::Infallible;
         type Future = BoxFuture<Self::Response, Self::Error>;
         fn poll_ready(
@@ -716,16 +783,23 @@ pub mod grpc_controller_server {
                 "/plugin.GRPCController/Shutdown" => {
                     #[allow(non_camel_case_types)]
                     struct ShutdownSvc<T: GrpcController>(pub Arc<T>);
-                    impl<T: GrpcController> tonic::server::UnaryService<super::Empty>
-                    for ShutdownSvc<T> {
+                    impl<
+                        T: GrpcController,
+                    > ::spire_plugin_sdk::__codegen::tonic::server::UnaryService<
+                        super::Empty,
+                    > for ShutdownSvc<T> {
                         type Response = super::Empty;
                         type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
+                            ::spire_plugin_sdk::__codegen::tonic::Response<
+                                Self::Response,
+                            >,
+                            ::spire_plugin_sdk::__codegen::tonic::Status,
                         >;
                         fn call(
                             &mut self,
-                            request: tonic::Request<super::Empty>,
+                            request: ::spire_plugin_sdk::__codegen::tonic::Request<
+                                super::Empty,
+                            >,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
@@ -741,8 +815,10 @@ pub mod grpc_controller_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ShutdownSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
-                        let mut grpc = tonic::server::Grpc::new(codec)
+                        let codec = ::spire_plugin_sdk::__codegen::tonic_prost::ProstCodec::default();
+                        let mut grpc = ::spire_plugin_sdk::__codegen::tonic::server::Grpc::new(
+                                codec,
+                            )
                             .apply_compression_config(
                                 accept_compression_encodings,
                                 send_compression_encodings,
@@ -759,18 +835,20 @@ pub mod grpc_controller_server {
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
-                            tonic::body::Body::default(),
+                            ::spire_plugin_sdk::__codegen::tonic::body::Body::default(),
                         );
                         let headers = response.headers_mut();
                         headers
                             .insert(
-                                tonic::Status::GRPC_STATUS,
-                                (tonic::Code::Unimplemented as i32).into(),
+                                ::spire_plugin_sdk::__codegen::tonic::Status::GRPC_STATUS,
+                                (::spire_plugin_sdk::__codegen::tonic::Code::Unimplemented
+                                    as i32)
+                                    .into(),
                             );
                         headers
                             .insert(
                                 http::header::CONTENT_TYPE,
-                                tonic::metadata::GRPC_CONTENT_TYPE,
+                                ::spire_plugin_sdk::__codegen::tonic::metadata::GRPC_CONTENT_TYPE,
                             );
                         Ok(response)
                     })
@@ -792,12 +870,14 @@ pub mod grpc_controller_server {
     }
     /// Generated gRPC service name
     pub const SERVICE_NAME: &str = "plugin.GRPCController";
-    impl<T> tonic::server::NamedService for GrpcControllerServer<T> {
+    impl<T> ::spire_plugin_sdk::__codegen::tonic::server::NamedService
+    for GrpcControllerServer<T> {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
 /// One piece of output captured from the plugin's stdout or stderr.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::spire_plugin_sdk::__codegen::prost::Message)]
+#[prost(prost_path = "::spire_plugin_sdk::__codegen::prost")]
 pub struct StdioData {
     /// Stream the bytes in `data` were written to.
     #[prost(enumeration = "stdio_data::Channel", tag = "1")]
@@ -805,7 +885,7 @@ pub struct StdioData {
     /// The raw bytes written, in order. Chunk boundaries are arbitrary and need
     /// not align with lines or UTF-8 characters.
     #[prost(bytes = "vec", tag = "2")]
-    pub data: ::prost::alloc::vec::Vec<u8>,
+    pub data: ::spire_plugin_sdk::__codegen::prost::alloc::vec::Vec<u8>,
 }
 /// Nested message and enum types in `StdioData`.
 pub mod stdio_data {
@@ -819,8 +899,9 @@ pub mod stdio_data {
         Hash,
         PartialOrd,
         Ord,
-        ::prost::Enumeration
+        ::spire_plugin_sdk::__codegen::prost::Enumeration
     )]
+    #[prost(prost_path = "::spire_plugin_sdk::__codegen::prost")]
     #[repr(i32)]
     pub enum Channel {
         /// Not set; receivers should drop data tagged this way.
@@ -853,13 +934,13 @@ pub mod stdio_data {
         }
     }
 }
-impl ::prost::Name for StdioData {
+impl ::spire_plugin_sdk::__codegen::prost::Name for StdioData {
     const NAME: &'static str = "StdioData";
     const PACKAGE: &'static str = "plugin";
-    fn full_name() -> ::prost::alloc::string::String {
+    fn full_name() -> ::spire_plugin_sdk::__codegen::prost::alloc::string::String {
         "plugin.StdioData".into()
     }
-    fn type_url() -> ::prost::alloc::string::String {
+    fn type_url() -> ::spire_plugin_sdk::__codegen::prost::alloc::string::String {
         "/plugin.StdioData".into()
     }
 }
@@ -923,37 +1004,48 @@ pub mod grpc_stdio_client {
         clippy::wildcard_imports,
         clippy::let_unit_value,
     )]
-    use tonic::codegen::*;
-    use tonic::codegen::http::Uri;
+    use ::spire_plugin_sdk::__codegen::tonic::codegen::*;
+    use ::spire_plugin_sdk::__codegen::tonic::codegen::http::Uri;
     /// Stdio service, served by the plugin process and called by the host.
     #[derive(Debug, Clone)]
     pub struct GrpcStdioClient<T> {
-        inner: tonic::client::Grpc<T>,
+        inner: ::spire_plugin_sdk::__codegen::tonic::client::Grpc<T>,
     }
-    impl GrpcStdioClient<tonic::transport::Channel> {
+    impl GrpcStdioClient<::spire_plugin_sdk::__codegen::tonic::transport::Channel> {
         /// Attempt to create a new client by connecting to a given endpoint.
-        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        pub async fn connect<D>(
+            dst: D,
+        ) -> Result<Self, ::spire_plugin_sdk::__codegen::tonic::transport::Error>
         where
-            D: TryInto<tonic::transport::Endpoint>,
+            D: TryInto<::spire_plugin_sdk::__codegen::tonic::transport::Endpoint>,
             D::Error: Into<StdError>,
         {
-            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            let conn = ::spire_plugin_sdk::__codegen::tonic::transport::Endpoint::new(
+                    dst,
+                )?
+                .connect()
+                .await?;
             Ok(Self::new(conn))
         }
     }
     impl<T> GrpcStdioClient<T>
     where
-        T: tonic::client::GrpcService<tonic::body::Body>,
+        T: ::spire_plugin_sdk::__codegen::tonic::client::GrpcService<
+            ::spire_plugin_sdk::__codegen::tonic::body::Body,
+        >,
         T::Error: Into<StdError>,
         T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
         <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
     {
         pub fn new(inner: T) -> Self {
-            let inner = tonic::client::Grpc::new(inner);
+            let inner = ::spire_plugin_sdk::__codegen::tonic::client::Grpc::new(inner);
             Self { inner }
         }
         pub fn with_origin(inner: T, origin: Uri) -> Self {
-            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            let inner = ::spire_plugin_sdk::__codegen::tonic::client::Grpc::with_origin(
+                inner,
+                origin,
+            );
             Self { inner }
         }
         pub fn with_interceptor<F>(
@@ -961,16 +1053,18 @@ pub mod grpc_stdio_client {
             interceptor: F,
         ) -> GrpcStdioClient<InterceptedService<T, F>>
         where
-            F: tonic::service::Interceptor,
+            F: ::spire_plugin_sdk::__codegen::tonic::service::Interceptor,
             T::ResponseBody: Default,
-            T: tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
+            T: ::spire_plugin_sdk::__codegen::tonic::codegen::Service<
+                http::Request<::spire_plugin_sdk::__codegen::tonic::body::Body>,
                 Response = http::Response<
-                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    <T as ::spire_plugin_sdk::__codegen::tonic::client::GrpcService<
+                        ::spire_plugin_sdk::__codegen::tonic::body::Body,
+                    >>::ResponseBody,
                 >,
             >,
-            <T as tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
+            <T as ::spire_plugin_sdk::__codegen::tonic::codegen::Service<
+                http::Request<::spire_plugin_sdk::__codegen::tonic::body::Body>,
             >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
         {
             GrpcStdioClient::new(InterceptedService::new(inner, interceptor))
@@ -1013,20 +1107,22 @@ pub mod grpc_stdio_client {
         /// output nobody reads may block when writing it.
         pub async fn stream_stdio(
             &mut self,
-            request: impl tonic::IntoRequest<()>,
+            request: impl ::spire_plugin_sdk::__codegen::tonic::IntoRequest<()>,
         ) -> std::result::Result<
-            tonic::Response<tonic::codec::Streaming<super::StdioData>>,
-            tonic::Status,
+            ::spire_plugin_sdk::__codegen::tonic::Response<
+                ::spire_plugin_sdk::__codegen::tonic::codec::Streaming<super::StdioData>,
+            >,
+            ::spire_plugin_sdk::__codegen::tonic::Status,
         > {
             self.inner
                 .ready()
                 .await
                 .map_err(|e| {
-                    tonic::Status::unknown(
+                    ::spire_plugin_sdk::__codegen::tonic::Status::unknown(
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = ::spire_plugin_sdk::__codegen::tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/plugin.GRPCStdio/StreamStdio",
             );
@@ -1046,13 +1142,16 @@ pub mod grpc_stdio_server {
         clippy::wildcard_imports,
         clippy::let_unit_value,
     )]
-    use tonic::codegen::*;
+    use ::spire_plugin_sdk::__codegen::tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with GrpcStdioServer.
     #[async_trait]
     pub trait GrpcStdio: std::marker::Send + std::marker::Sync + 'static {
         /// Server streaming response type for the StreamStdio method.
-        type StreamStdioStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::StdioData, tonic::Status>,
+        type StreamStdioStream: ::spire_plugin_sdk::__codegen::tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<
+                    super::StdioData,
+                    ::spire_plugin_sdk::__codegen::tonic::Status,
+                >,
             >
             + std::marker::Send
             + 'static;
@@ -1063,10 +1162,10 @@ pub mod grpc_stdio_server {
         /// output nobody reads may block when writing it.
         async fn stream_stdio(
             &self,
-            request: tonic::Request<()>,
+            request: ::spire_plugin_sdk::__codegen::tonic::Request<()>,
         ) -> std::result::Result<
-            tonic::Response<Self::StreamStdioStream>,
-            tonic::Status,
+            ::spire_plugin_sdk::__codegen::tonic::Response<Self::StreamStdioStream>,
+            ::spire_plugin_sdk::__codegen::tonic::Status,
         >;
     }
     /// Stdio service, served by the plugin process and called by the host.
@@ -1096,7 +1195,7 @@ pub mod grpc_stdio_server {
             interceptor: F,
         ) -> InterceptedService<Self, F>
         where
-            F: tonic::service::Interceptor,
+            F: ::spire_plugin_sdk::__codegen::tonic::service::Interceptor,
         {
             InterceptedService::new(Self::new(inner), interceptor)
         }
@@ -1129,13 +1228,14 @@ pub mod grpc_stdio_server {
             self
         }
     }
-    impl<T, B> tonic::codegen::Service<http::Request<B>> for GrpcStdioServer<T>
+    impl<T, B> ::spire_plugin_sdk::__codegen::tonic::codegen::Service<http::Request<B>>
+    for GrpcStdioServer<T>
     where
         T: GrpcStdio,
         B: Body + std::marker::Send + 'static,
         B::Error: Into<StdError> + std::marker::Send + 'static,
     {
-        type Response = http::Response<tonic::body::Body>;
+        type Response = http::Response<::spire_plugin_sdk::__codegen::tonic::body::Body>;
         type Error = std::convert::Infallible;
         type Future = BoxFuture<Self::Response, Self::Error>;
         fn poll_ready(
@@ -1149,15 +1249,23 @@ pub mod grpc_stdio_server {
                 "/plugin.GRPCStdio/StreamStdio" => {
                     #[allow(non_camel_case_types)]
                     struct StreamStdioSvc<T: GrpcStdio>(pub Arc<T>);
-                    impl<T: GrpcStdio> tonic::server::ServerStreamingService<()>
-                    for StreamStdioSvc<T> {
+                    impl<
+                        T: GrpcStdio,
+                    > ::spire_plugin_sdk::__codegen::tonic::server::ServerStreamingService<
+                        (),
+                    > for StreamStdioSvc<T> {
                         type Response = super::StdioData;
                         type ResponseStream = T::StreamStdioStream;
                         type Future = BoxFuture<
-                            tonic::Response<Self::ResponseStream>,
-                            tonic::Status,
+                            ::spire_plugin_sdk::__codegen::tonic::Response<
+                                Self::ResponseStream,
+                            >,
+                            ::spire_plugin_sdk::__codegen::tonic::Status,
                         >;
-                        fn call(&mut self, request: tonic::Request<()>) -> Self::Future {
+                        fn call(
+                            &mut self,
+                            request: ::spire_plugin_sdk::__codegen::tonic::Request<()>,
+                        ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
                                 <T as GrpcStdio>::stream_stdio(&inner, request).await
@@ -1172,8 +1280,10 @@ pub mod grpc_stdio_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StreamStdioSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
-                        let mut grpc = tonic::server::Grpc::new(codec)
+                        let codec = ::spire_plugin_sdk::__codegen::tonic_prost::ProstCodec::default();
+                        let mut grpc = ::spire_plugin_sdk::__codegen::tonic::server::Grpc::new(
+                                codec,
+                            )
                             .apply_compression_config(
                                 accept_compression_encodings,
                                 send_compression_encodings,
@@ -1190,18 +1300,20 @@ pub mod grpc_stdio_server {
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
-                            tonic::body::Body::default(),
+                            ::spire_plugin_sdk::__codegen::tonic::body::Body::default(),
                         );
                         let headers = response.headers_mut();
                         headers
                             .insert(
-                                tonic::Status::GRPC_STATUS,
-                                (tonic::Code::Unimplemented as i32).into(),
+                                ::spire_plugin_sdk::__codegen::tonic::Status::GRPC_STATUS,
+                                (::spire_plugin_sdk::__codegen::tonic::Code::Unimplemented
+                                    as i32)
+                                    .into(),
                             );
                         headers
                             .insert(
                                 http::header::CONTENT_TYPE,
-                                tonic::metadata::GRPC_CONTENT_TYPE,
+                                ::spire_plugin_sdk::__codegen::tonic::metadata::GRPC_CONTENT_TYPE,
                             );
                         Ok(response)
                     })
@@ -1223,7 +1335,8 @@ pub mod grpc_stdio_server {
     }
     /// Generated gRPC service name
     pub const SERVICE_NAME: &str = "plugin.GRPCStdio";
-    impl<T> tonic::server::NamedService for GrpcStdioServer<T> {
+    impl<T> ::spire_plugin_sdk::__codegen::tonic::server::NamedService
+    for GrpcStdioServer<T> {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
