@@ -72,13 +72,13 @@ async fn say(client: &PluginClient) -> String {
 async fn debug_mode_prints_reattach_details_and_accepts_an_attached_host() {
     let mut plugin = DebugPlugin::start();
     let reattach = plugin.reattach.clone();
-    assert_eq!(reattach.protocol, "grpc");
+    assert_eq!(reattach.protocol.to_string(), "grpc");
     assert_eq!(reattach.pid, plugin.child.id());
     assert!(
         reattach.test,
         "debug mode plugins manage their own lifetime"
     );
-    assert_eq!(reattach.addr.network, "unix");
+    assert_eq!(reattach.addr.network.to_string(), "unix");
     assert!(
         reattach
             .addr

@@ -71,7 +71,7 @@ pub struct BrokerTls {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
-    /// No `ConnInfo` for the ID arrived within [`DIAL_TIMEOUT`].
+    /// No `ConnInfo` for the ID arrived within [`BROKER_DIAL_TIMEOUT`](crate::goplugin::BROKER_DIAL_TIMEOUT).
     #[error("timeout waiting for connection info (broker id {0})")]
     Timeout(u32),
     /// The broker was closed.
@@ -651,7 +651,7 @@ impl Broker {
         })
     }
 
-    /// Waits up to [`DIAL_TIMEOUT`] for the peer's `ConnInfo` for `id` and connects to it;
+    /// Waits up to [`BROKER_DIAL_TIMEOUT`](crate::goplugin::BROKER_DIAL_TIMEOUT) for the peer's `ConnInfo` for `id` and connects to it;
     /// multiplexed, knocks on `id` and connects over a new yamux stream.
     pub async fn dial(&self, id: u32) -> Result<Channel, BrokerError> {
         if self.inner.mux.is_some() {
@@ -740,7 +740,7 @@ impl Broker {
         }
     }
 
-    /// Sends a knock for `id` and waits up to [`DIAL_TIMEOUT`] for its ack.
+    /// Sends a knock for `id` and waits up to [`BROKER_DIAL_TIMEOUT`](crate::goplugin::BROKER_DIAL_TIMEOUT) for its ack.
     async fn knock(&self, id: u32) -> Result<(), BrokerError> {
         // A late ack of an earlier, timed-out knock must not count for this one.
         self.inner.acks.lock().expect("broker lock").remove(&id);

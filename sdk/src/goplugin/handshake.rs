@@ -195,6 +195,28 @@ impl Protocol {
     }
 }
 
+/// Network and protocol names travel as their handshake text in JSON too (reattach configs).
+macro_rules! serde_as_field {
+    ($type:ty) => {
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let field =
+                    <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+                Ok(<$type>::from_field(&field))
+            }
+        }
+    };
+}
+
+serde_as_field!(Network);
+serde_as_field!(Protocol);
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -211,7 +233,7 @@ impl fmt::Display for Protocol {
 /// `Display` writes it without the newline; [`HandshakeLine::to_line`] adds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandshakeLine {
-    /// Always [`CORE_PROTOCOL_VERSION`] in a line a host accepts.
+    /// Always `CORE_PROTOCOL_VERSION` (1) in a line a host accepts.
     pub core_version: u32,
     /// The negotiated app protocol version.
     pub app_version: u32,
@@ -225,7 +247,7 @@ pub struct HandshakeLine {
     /// leaves the field empty. When parsing, a field of 50 characters or fewer is ignored.
     pub server_cert: Option<Vec<u8>>,
     /// The 7th field `|true`. A Go plugin writes it whenever `PLUGIN_MULTIPLEX_GRPC` is
-    /// non-empty ([`super::env::PluginEnv::multiplex_announced`]). When parsing: the field
+    /// non-empty . When parsing: the field
     /// exists and reads as true.
     pub multiplex: bool,
 }
@@ -263,7 +285,7 @@ pub enum HandshakeError {
         /// Stdout reached end of file before any line; adds go-plugin's note saying so.
         stdout_closed: bool,
         /// go-plugin's runner diagnosis, appended after a newline when non-empty;
-        /// [`HandshakeLine::parse`] fills in [`unrecognized_diagnosis`]`("")`.
+        /// [`HandshakeLine::parse`] fills in go-plugin's diagnosis`("")`.
         diagnosis: String,
     },
     /// The first field is not an integer.
@@ -272,7 +294,7 @@ pub enum HandshakeError {
         /// Go's `strconv.Atoi` error text.
         reason: String,
     },
-    /// The first field is an integer other than [`CORE_PROTOCOL_VERSION`].
+    /// The first field is an integer other than `CORE_PROTOCOL_VERSION` (1).
     #[error(
         "incompatible core API version with plugin. Plugin version: {field}, Core version: \
          {CORE_PROTOCOL_VERSION}\n\nTo fix this, the plugin usually only needs to be \
@@ -309,7 +331,7 @@ pub enum HandshakeError {
         /// The address field.
         address: String,
     },
-    /// The protocol is not among [`HostExpectations::allowed_protocols`].
+    /// The protocol is not among the host's allowed protocols.
     #[error(
         "unsupported plugin protocol {}. Supported: {}",
         go::quote(&.protocol.to_string()),

@@ -86,14 +86,10 @@ pub type SyncWriter = Box<dyn Write + Send>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use spire_plugin_sdk::goplugin::handshake::HandshakeConfig;
-/// use spire_plugin_sdk::goplugin::host::ClientConfig;
+/// use spire_plugin_sdk::goplugin::HandshakeConfig;
+/// use spire_plugin_sdk::goplugin::ClientConfig;
 ///
-/// let handshake = HandshakeConfig {
-///     protocol_version: 1,
-///     magic_cookie_key: "BASIC_PLUGIN".to_owned(),
-///     magic_cookie_value: "hello".to_owned(),
-/// };
+/// let handshake = HandshakeConfig::new(1, "BASIC_PLUGIN", "hello");
 /// // A program found in PATH, with arguments:
 /// let mut direct = ClientConfig::new(handshake.clone(), [1], "kv-plugin");
 /// direct.args(["--flag", "value"]).start_timeout(Duration::from_secs(10));
@@ -538,7 +534,7 @@ impl ExitWatch {
     /// `status`, which a call failed with: when the plugin has exited, `Unavailable` with the
     /// exit info; when `status` is a transport failure (`Unavailable`, or a status tonic made
     /// from a local error, which keeps that error as its source), the same if the exit is
-    /// published within [`EXIT_RACE`]; a status the plugin sent passes at once.
+    /// published within `EXIT_RACE`; a status the plugin sent passes at once.
     pub(crate) async fn explain(&self, status: Status) -> Status {
         if let Some(exited) = self.exited() {
             return exited.to_status(Some(status.message()));
@@ -552,7 +548,7 @@ impl ExitWatch {
     }
 
     /// `status` (a transport failure) with the exit info, if the process exits within
-    /// [`EXIT_RACE`]; else `status` unchanged.
+    /// `EXIT_RACE`; else `status` unchanged.
     async fn explain_transport(&self, status: Status) -> Status {
         match tokio::time::timeout(EXIT_RACE, self.wait()).await {
             Ok(exited) => exited.to_status(Some(status.message())),
@@ -877,10 +873,10 @@ impl PluginClient {
         reattach: ReattachConfig,
         options: AttachOptions,
     ) -> Result<PluginClient, StartError> {
-        if reattach.protocol != "grpc" {
+        if reattach.protocol != super::handshake::Protocol::Grpc {
             return Err(StartError::Handshake {
                 source: HandshakeError::UnsupportedProtocol {
-                    protocol: super::handshake::Protocol::from_field(&reattach.protocol),
+                    protocol: reattach.protocol.clone(),
                     allowed: vec![super::handshake::Protocol::Grpc],
                 },
                 stderr_tail: Vec::new(),
@@ -894,7 +890,7 @@ impl PluginClient {
         let line = HandshakeLine {
             core_version: super::handshake::CORE_PROTOCOL_VERSION,
             app_version: reattach.protocol_version,
-            network: super::handshake::Network::from_field(&reattach.addr.network),
+            network: reattach.addr.network.clone(),
             address: reattach.addr.string.clone(),
             protocol: super::handshake::Protocol::Grpc,
             server_cert: None,
@@ -946,10 +942,10 @@ impl PluginClient {
     /// What another host needs to attach to this plugin (go-plugin's `ReattachConfig()`).
     pub fn reattach_config(&self) -> ReattachConfig {
         ReattachConfig {
-            protocol: "grpc".to_owned(),
+            protocol: super::handshake::Protocol::Grpc,
             protocol_version: self.negotiated_version,
             addr: ReattachAddr {
-                network: self.handshake.network.to_string(),
+                network: self.handshake.network.clone(),
                 string: self.handshake.address.clone(),
             },
             pid: self.pid.unwrap_or_default(),
@@ -1495,7 +1491,7 @@ async fn read_first_line(stdout: &mut BufReader<ChildStdout>) -> FirstLine {
 /// - A call in flight races the exit notification, so it fails that way as soon as the process
 ///   is reaped, rather than whenever (and however: tonic says `Unknown`) the transport notices.
 /// - A *transport* failure (the service erroring, or the response body breaking) waits up to
-///   [`EXIT_RACE`] for the exit and then carries it; a status the plugin itself sent (including
+///   `EXIT_RACE` for the exit and then carries it; a status the plugin itself sent (including
 ///   a Go plugin's `Unknown` for plain errors) passes through untouched, so healthy plugins pay
 ///   nothing.
 #[derive(Debug, Clone)]

@@ -96,15 +96,11 @@ impl PluginSpec {
     /// [`RestartPolicy::Never`].
     ///
     /// ```
-    /// use spire_plugin_sdk::goplugin::handshake::HandshakeConfig;
-    /// use spire_plugin_sdk::goplugin::host::ClientConfig;
-    /// use spire_plugin_sdk::goplugin::manager::PluginSpec;
+    /// use spire_plugin_sdk::goplugin::HandshakeConfig;
+    /// use spire_plugin_sdk::goplugin::ClientConfig;
+    /// use spire_plugin_sdk::goplugin::PluginSpec;
     ///
-    /// let handshake = HandshakeConfig {
-    ///     protocol_version: 1,
-    ///     magic_cookie_key: "BASIC_PLUGIN".to_owned(),
-    ///     magic_cookie_value: "hello".to_owned(),
-    /// };
+    /// let handshake = HandshakeConfig::new(1, "BASIC_PLUGIN", "hello");
     /// let spec = PluginSpec::new(move || ClientConfig::new(handshake.clone(), [1], "/opt/plugins/kv"));
     /// ```
     pub fn new(factory: impl Fn() -> ClientConfig + Send + Sync + 'static) -> Self {
@@ -117,15 +113,11 @@ impl PluginSpec {
     /// Sets what happens after a crash (default [`RestartPolicy::Never`]).
     ///
     /// ```
-    /// # use spire_plugin_sdk::goplugin::handshake::HandshakeConfig;
-    /// # use spire_plugin_sdk::goplugin::host::ClientConfig;
+    /// # use spire_plugin_sdk::goplugin::HandshakeConfig;
+    /// # use spire_plugin_sdk::goplugin::ClientConfig;
     /// use std::time::Duration;
-    /// use spire_plugin_sdk::goplugin::manager::{PluginSpec, RestartPolicy};
-    /// # let handshake = HandshakeConfig {
-    /// #     protocol_version: 1,
-    /// #     magic_cookie_key: "BASIC_PLUGIN".to_owned(),
-    /// #     magic_cookie_value: "hello".to_owned(),
-    /// # };
+    /// use spire_plugin_sdk::goplugin::{PluginSpec, RestartPolicy};
+    /// # let handshake = HandshakeConfig::new(1, "BASIC_PLUGIN", "hello");
     ///
     /// let mut spec = PluginSpec::new(move || ClientConfig::new(handshake.clone(), [1], "/opt/plugins/kv"));
     /// spec.restart(RestartPolicy::OnCrash { max_restarts: 3, backoff: Duration::from_secs(1) });
@@ -280,8 +272,8 @@ pub enum PluginState {
 /// plugins. Needs a tokio runtime.
 ///
 /// ```no_run
-/// # async fn demo(spec: spire_plugin_sdk::goplugin::manager::PluginSpec) -> Result<(), Box<dyn std::error::Error>> {
-/// use spire_plugin_sdk::goplugin::manager::PluginManager;
+/// # async fn demo(spec: spire_plugin_sdk::goplugin::PluginSpec) -> Result<(), Box<dyn std::error::Error>> {
+/// use spire_plugin_sdk::goplugin::PluginManager;
 ///
 /// let manager = PluginManager::new();
 /// manager.register("kv", &spec)?;

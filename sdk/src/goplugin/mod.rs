@@ -9,7 +9,7 @@
 //! |---|---|
 //! | both | [`HandshakeConfig`], [`HandshakeLine`], [`Network`], [`Protocol`], [`ReattachConfig`], [`ReattachAddr`], [`Broker`], [`BrokeredServer`] (stop one brokered server; drop stops it too), [`BrokerListener`], [`BrokerIncoming`], [`BrokerError`], [`hclog`] |
 //! | plugin (feature `plugin`) | [`PluginServer`], [`ServeContext`], [`ServeError`] |
-//! | host (feature `host`) | [`PluginClient`], [`PluginChannel`] (fail-fast: a dead plugin's calls answer `Unavailable` with its exit status), [`ClientConfig`], [`AttachOptions`], [`ExitInfo`], [`StartError`], [`SocketDirTooLong`], [`PluginManager`], [`PluginSpec`], [`PluginHandle`], [`RestartPolicy`], [`PluginState`], [`PluginExited`], [`ExitCause`], [`ManagerError`] |
+//! | host (feature `host`) | [`PluginClient`], [`PluginChannel`] (fail-fast: a dead plugin's calls answer `Unavailable` with its exit status), [`ClientConfig`], [`AttachOptions`], [`ExitInfo`], [`StartError`], [`PluginManager`], [`PluginSpec`], [`PluginHandle`], [`RestartPolicy`], [`PluginState`], [`PluginExited`], [`ExitCause`], [`ManagerError`] |
 //! | errors of both | [`ServeError`], [`StartError`], [`BrokerError`], [`ListenError`] ([`SocketPathTooLong`], limit [`MAX_UNIX_SOCKET_PATH`]), [`DialError`], [`TlsError`] |
 //!
 //! A plugin (feature `plugin`):
@@ -69,15 +69,19 @@ pub(crate) mod tls;
 pub(crate) mod transport;
 
 pub use self::broker::{
-    Broker, BrokerError, BrokerIncoming, BrokerListener, BrokeredServer, STOP_GRACE,
+    Broker, BrokerError, BrokerIncoming, BrokerListener, BrokeredServer,
+    DIAL_TIMEOUT as BROKER_DIAL_TIMEOUT, STOP_GRACE,
 };
 pub use self::handshake::{HandshakeConfig, HandshakeError, HandshakeLine, Network, Protocol};
 #[cfg(feature = "host")]
-pub use self::host::{AttachOptions, ClientConfig, ExitInfo, PluginClient, StartError, SyncWriter};
+pub use self::host::{
+    AttachOptions, BoxError, ClientConfig, ExitCause, ExitInfo, PluginChannel, PluginClient,
+    PluginExited, SocketDirTooLong, StartError, SyncWriter,
+};
 #[cfg(feature = "host")]
 pub use self::manager::{
-    ExitCause, ManagerError, PluginChannel, PluginExited, PluginHandle, PluginManager, PluginSpec,
-    PluginState, RestartPolicy,
+    ConfigFactory, ManagerError, PluginHandle, PluginManager, PluginSpec, PluginState,
+    RestartPolicy,
 };
 pub use self::reattach::{ReattachAddr, ReattachConfig};
 #[cfg(feature = "plugin")]

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::handshake::{Network, Protocol};
+
 /// Where a running plugin listens, and which process it is.
 ///
 /// ```
@@ -17,8 +19,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReattachConfig {
-    /// The RPC protocol; only `grpc` is supported.
-    pub protocol: String,
+    /// The RPC protocol; only [`Protocol::Grpc`] can be attached to.
+    pub protocol: Protocol,
     /// The app protocol version the plugin serves.
     pub protocol_version: u32,
     /// The plugin's listening address.
@@ -35,8 +37,8 @@ pub struct ReattachConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReattachAddr {
-    /// `unix` or `tcp`.
-    pub network: String,
+    /// `unix` or `tcp` (anything else is kept, and refused when dialling).
+    pub network: Network,
     /// The socket path or `host:port`.
     pub string: String,
 }

@@ -302,10 +302,10 @@ impl PluginServer {
         {
             let announcement = if self.debug {
                 let reattach = ReattachConfig {
-                    protocol: "grpc".to_owned(),
+                    protocol: Protocol::Grpc,
                     protocol_version: version,
                     addr: ReattachAddr {
-                        network: line.network.to_string(),
+                        network: line.network.clone(),
                         string: line.address.clone(),
                     },
                     pid: std::process::id(),
@@ -351,7 +351,15 @@ impl PluginServer {
                     Some(ended) => ended.await.unwrap_or(Ok(())),
                     None => std::future::pending().await,
                 }
-            } => ended.map_err(ServeError::Mux),
+            } => match ended {
+                // After Shutdown the host closes its connection: a broken session then is the
+                // orderly end, not a failure (the plugin exits 0, as a Go plugin does).
+                Err(err) if shutdown.is_cancelled() => {
+                    tracing::debug!(error = %err, "yamux session ended after Shutdown");
+                    Ok(())
+                }
+                other => other.map_err(ServeError::Mux),
+            },
             result = &mut server => result.map_err(ServeError::from),
             () = async {
                 shutdown.cancelled().await;

@@ -84,7 +84,7 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
 }
 
-/// [`SERVER_NAME`] as the name a TLS client connects to, e.g. for
+/// `SERVER_NAME` (`localhost`) as the name a TLS client connects to, e.g. for
 /// `tokio_rustls::TlsConnector::connect`.
 pub fn server_name() -> ServerName<'static> {
     ServerName::try_from(SERVER_NAME).expect("\"localhost\" is a valid DNS name")

@@ -35,7 +35,8 @@
 //! 3. `Deinit` runs the [`Plugin::on_close`] hook once; its error is logged, not returned (as
 //!    upstream does with `io.Closer`).
 //!
-//! Configuration decoding is in [`config`]; error-to-status mapping in [`status`].
+//! Configuration decoding: [`Configuration`], [`parse_config`], [`ConfigError`]; error-to-status
+//! mapping: [`PluginError`], [`ResultExt`].
 
 mod config;
 mod host_services;
