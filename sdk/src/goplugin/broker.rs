@@ -579,7 +579,7 @@ impl Broker {
     ///
     /// ```no_run
     /// # use spire_plugin_sdk::bridge::BridgedServer;
-    /// # use spire_plugin_sdk::goplugin::broker::{Broker, BrokerError};
+    /// # use spire_plugin_sdk::goplugin::{Broker, BrokerError};
     /// # async fn callback(broker: Broker, services: Vec<BridgedServer>) -> Result<(), BrokerError> {
     /// let id = broker.next_id();
     /// let server = broker.accept_and_serve(id, services)?;

@@ -328,7 +328,7 @@ impl PluginServer {
         routes.add_service(StdioService::server(capture));
 
         let main_tls = auto_tls.map(|(_, tls)| tls.server);
-        let (incoming, mux_ended) = match &muxer {
+        let (incoming, mut mux_ended) = match &muxer {
             Some(muxer) => {
                 let plugin_mux = muxer.serve_plugin(listener, main_tls);
                 (plugin_mux.incoming, Some(plugin_mux.ended))
@@ -347,11 +347,11 @@ impl PluginServer {
             // its outcome wins over the server ending for lack of connections.
             biased;
             ended = async {
-                match mux_ended {
+                match mux_ended.as_mut() {
                     Some(ended) => ended.await.unwrap_or(Ok(())),
                     None => std::future::pending().await,
                 }
-            } => match ended {
+            } => match { mux_ended = None; ended } {
                 // After Shutdown the host closes its connection: a broken session then is the
                 // orderly end, not a failure (the plugin exits 0, as a Go plugin does).
                 Err(err) if shutdown.is_cancelled() => {
@@ -373,6 +373,14 @@ impl PluginServer {
                 );
             } => Ok(()),
         };
+        // Multiplexed: after Shutdown the host closes the session itself, right after the reply.
+        // Give it that moment (within the grace) before closing ours, so that closing first does
+        // not reset the connection under the host's last frames ("connection reset by peer").
+        if shutdown.is_cancelled()
+            && let Some(ended) = mux_ended.as_mut()
+        {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, ended).await;
+        }
         broker.close();
         if let Some(muxer) = &muxer {
             muxer.close();
