@@ -351,15 +351,18 @@ impl PluginServer {
                     Some(ended) => ended.await.unwrap_or(Ok(())),
                     None => std::future::pending().await,
                 }
-            } => match { mux_ended = None; ended } {
-                // After Shutdown the host closes its connection: a broken session then is the
-                // orderly end, not a failure (the plugin exits 0, as a Go plugin does).
-                Err(err) if shutdown.is_cancelled() => {
-                    tracing::debug!(error = %err, "yamux session ended after Shutdown");
-                    Ok(())
+            } => {
+                mux_ended = None;
+                match ended {
+                    // After Shutdown the host closes its connection: a broken session then is
+                    // the orderly end, not a failure (the plugin exits 0, as a Go plugin does).
+                    Err(err) if shutdown.is_cancelled() => {
+                        tracing::debug!(error = %err, "yamux session ended after Shutdown");
+                        Ok(())
+                    }
+                    other => other.map_err(ServeError::Mux),
                 }
-                other => other.map_err(ServeError::Mux),
-            },
+            }
             result = &mut server => result.map_err(ServeError::from),
             () = async {
                 shutdown.cancelled().await;
