@@ -18,7 +18,6 @@
 //! the peer's ack, and opens a yamux stream, which the peer routes to that ID's listener.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -29,11 +28,10 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -41,7 +39,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::mux::{MuxError, MuxListener, Muxer};
 use super::tls;
 use super::transport::{
-    self, BoxedIo, DialError, ListenError, ListenSpec, Listener, SocketOptions,
+    self, BoxedIo, CutIo, DialError, ListenError, ListenSpec, Listener, OnCut, SocketOptions,
 };
 use crate::bridge::{BridgedServer, MAX_MESSAGE_SIZE};
 use crate::proto::plugin::ConnInfo;
@@ -331,74 +329,6 @@ impl Drop for BrokeredServer {
     }
 }
 
-/// A connection of a [`BrokeredServer`] that fails every read and write once `cut` is
-/// cancelled, so its HTTP/2 connection task ends (tonic runs each connection on a task of its
-/// own, which no shutdown signal can end while a call is in flight).
-struct Severable {
-    io: BoxedIo,
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
-}
-
-impl Severable {
-    fn new(io: BoxedIo, cut: &CancellationToken) -> Severable {
-        Severable {
-            io,
-            cut: Box::pin(cut.clone().cancelled_owned()),
-        }
-    }
-
-    fn is_cut(&mut self, cx: &mut Context<'_>) -> bool {
-        self.cut.as_mut().poll(cx).is_ready()
-    }
-}
-
-fn severed() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "the brokered server stopped",
-    )
-}
-
-impl AsyncRead for Severable {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.is_cut(cx) {
-            return Poll::Ready(Err(severed()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Severable {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.is_cut(cx) {
-            return Poll::Ready(Err(severed()));
-        }
-        Pin::new(&mut this.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.is_cut(cx) {
-            return Poll::Ready(Err(severed()));
-        }
-        Pin::new(&mut this.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
 /// True when a failed broker or stdio stream is the connection going away in an orderly
 /// unload rather than a fault: the peer cancelled the stream, or our side had asked to close
 /// (`closing`) and the failure is the transport ending (reset, broken pipe, end of file, HTTP/2
@@ -614,8 +544,17 @@ impl Broker {
         let stop = self.inner.closed.child_token();
         let cut = CancellationToken::new();
         let severable = cut.clone();
-        let incoming =
-            incoming.map(move |conn| conn.map(|io| BoxedIo::new(Severable::new(io, &severable))));
+        let incoming = incoming.map(move |conn| {
+            // tonic runs each connection on a task of its own, which no shutdown signal can
+            // end while a call is in flight: cut them once the grace has run out.
+            conn.map(|io| {
+                BoxedIo::new(CutIo::new(
+                    io,
+                    &severable,
+                    OnCut::Abort("the brokered server stopped"),
+                ))
+            })
+        });
         let stopping = stop.clone();
         let task = tokio::spawn(async move {
             let server = super::panic::server().serve_with_incoming_shutdown(

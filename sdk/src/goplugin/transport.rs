@@ -432,7 +432,7 @@ pub(crate) async fn dial_closable(
                 }
                 None => raw,
             };
-            Ok::<_, io::Error>(TokioIo::new(Closable::new(io, close)))
+            Ok::<_, io::Error>(TokioIo::new(CutIo::new(io, &close, OnCut::EndOfFile)))
         }
     });
     endpoint
@@ -445,55 +445,85 @@ pub(crate) async fn dial_closable(
         })
 }
 
-/// A connection that ends (end of file on read, `BrokenPipe` on write) once its token is
-/// cancelled; dropping it then closes the socket.
-struct Closable {
+/// What a [`CutIo`] does once its token is cancelled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OnCut {
+    /// An orderly close: reads see end of file, writes `BrokenPipe` (the host closing its
+    /// connection to a plugin, as go-plugin's `ClientConn.Close`).
+    EndOfFile,
+    /// A forced stop: reads, writes and flushes fail with `ConnectionAborted` and this message
+    /// (a brokered server cutting the connections its graceful stop could not end).
+    Abort(&'static str),
+}
+
+/// A connection that ends once its token is cancelled, as [`OnCut`] says, however many tasks
+/// still hold it; dropping it then closes the socket.
+pub(crate) struct CutIo {
     io: BoxedIo,
-    token: CancellationToken,
-    closed: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    on_cut: OnCut,
 }
 
-impl Closable {
-    fn new(io: BoxedIo, token: CancellationToken) -> Self {
-        let closed = Box::pin(token.clone().cancelled_owned());
-        Closable { io, token, closed }
+impl CutIo {
+    pub(crate) fn new(io: BoxedIo, token: &CancellationToken, on_cut: OnCut) -> Self {
+        CutIo {
+            io,
+            cut: Box::pin(token.clone().cancelled_owned()),
+            on_cut,
+        }
     }
 
-    /// True once closed; otherwise registers `cx` to be woken on close.
-    fn poll_closed(&mut self, cx: &mut Context<'_>) -> bool {
-        self.token.is_cancelled() || self.closed.as_mut().poll(cx).is_ready()
+    /// True once cut; otherwise registers `cx` to be woken on the cut.
+    fn poll_cut(&mut self, cx: &mut Context<'_>) -> bool {
+        self.cut.as_mut().poll(cx).is_ready()
+    }
+
+    fn aborted(message: &'static str) -> io::Error {
+        io::Error::new(io::ErrorKind::ConnectionAborted, message)
     }
 }
 
-impl AsyncRead for Closable {
+impl AsyncRead for CutIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.poll_closed(cx) {
-            return Poll::Ready(Ok(()));
+        if this.poll_cut(cx) {
+            return Poll::Ready(match this.on_cut {
+                OnCut::EndOfFile => Ok(()),
+                OnCut::Abort(message) => Err(CutIo::aborted(message)),
+            });
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for Closable {
+impl AsyncWrite for CutIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.poll_closed(cx) {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        if this.poll_cut(cx) {
+            return Poll::Ready(Err(match this.on_cut {
+                OnCut::EndOfFile => io::ErrorKind::BrokenPipe.into(),
+                OnCut::Abort(message) => CutIo::aborted(message),
+            }));
         }
         Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        if let OnCut::Abort(message) = this.on_cut
+            && this.poll_cut(cx)
+        {
+            return Poll::Ready(Err(CutIo::aborted(message)));
+        }
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
